@@ -1,0 +1,77 @@
+"""Progress: a tqdm bar per epoch on a terminal, plain log lines in a cluster log.
+
+The bar shows the loss, the latest validation metrics, samples/s and the ETA.
+It refreshes at most every ``refresh_seconds``, so reading the loss (a host
+sync on GPU) never happens per step.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from expkit.engine.callback import Callback
+
+log = logging.getLogger("expkit.progress")
+
+
+class ProgressBar(Callback):
+    def __init__(self, refresh_seconds: float = 0.5, log_every_n_steps: int = 50, tty: bool | None = None) -> None:
+        self.refresh_seconds, self.log_every_n_steps = refresh_seconds, log_every_n_steps
+        self.tty = tty
+        self._bar: Any = None
+        self._last_refresh = 0.0
+        self._epoch_start = 0.0
+        self._samples = 0
+
+    def _use_bar(self, trainer: Any) -> bool:
+        tty = sys.stdout.isatty() if self.tty is None else self.tty
+        return tty and trainer.is_global_zero
+
+    def _val_summary(self, trainer: Any) -> dict[str, str]:
+        return {k: f"{v:.4f}" for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("val/")}
+
+    def on_train_epoch_start(self, trainer: Any, task: Any) -> None:
+        self._epoch_start, self._samples = time.monotonic(), 0
+        self._last_refresh = self._epoch_start
+        if self._use_bar(trainer):
+            from tqdm.auto import tqdm
+
+            total = len(trainer.train_loader)
+            self._bar = tqdm(total=total, initial=trainer.train_loader.position, desc=f"epoch {trainer.epoch}",
+                             leave=True, dynamic_ncols=True, mininterval=self.refresh_seconds)
+
+    def on_train_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
+        self._samples += result.batch_size
+        now = time.monotonic()
+        if self._bar is not None:
+            self._bar.update(1)
+            if now - self._last_refresh >= self.refresh_seconds:
+                self._last_refresh = now
+                rate = self._samples / max(now - self._epoch_start, 1e-9)
+                self._bar.set_postfix(loss=f"{result.metrics['loss'].item():.4f}", **self._val_summary(trainer),
+                                      samples_s=f"{rate:.0f}", refresh=False)
+        elif (trainer.is_global_zero and trainer.optimizer_stepped
+              and trainer.global_step % self.log_every_n_steps == 0):
+            rate = self._samples / max(now - self._epoch_start, 1e-9)
+            left = (len(trainer.train_loader) - trainer.train_loader.position) * result.batch_size / max(rate, 1e-9)
+            log.info("epoch %d step %d: loss %.4f, %.0f samples/s, epoch ETA %.0fs", trainer.epoch,
+                     trainer.global_step, result.metrics["loss"].item(), rate, left)
+
+    def on_train_epoch_end(self, trainer: Any, task: Any) -> None:
+        metrics = {k: f"{v:.4f}" for k, v in sorted(trainer.callback_metrics.items())
+                   if k.startswith(("train/", "val/")) and not k.endswith("_step")}
+        if self._bar is not None:
+            self._bar.set_postfix(**metrics, refresh=False)
+            self._bar.close()
+            self._bar = None
+        if trainer.is_global_zero:
+            rate = self._samples / max(time.monotonic() - self._epoch_start, 1e-9)
+            log.info("epoch %d done: %s (%.0f samples/s)", trainer.epoch,
+                     ", ".join(f"{k}={v}" for k, v in metrics.items()), rate)
+
+    def on_exception(self, trainer: Any, task: Any, exception: BaseException) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

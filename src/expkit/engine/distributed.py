@@ -1,0 +1,83 @@
+"""Thin helpers over ``torch.distributed`` that are no-ops in a single process."""
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as tdist
+
+
+def is_distributed() -> bool:
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def rank() -> int:
+    return tdist.get_rank() if is_distributed() else int(os.environ.get("RANK", 0))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def world_size() -> int:
+    return tdist.get_world_size() if is_distributed() else 1
+
+
+def is_rank_zero() -> bool:
+    return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True inside a worker started by torch's elastic launcher (torchrun)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
+
+
+def default_backend(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_from_env(device: torch.device, timeout_s: float = 300.0) -> None:
+    """Join the process group torchrun / elastic_launch described in the environment."""
+    if is_distributed():
+        return
+    if not launched_by_torchrun():
+        raise RuntimeError(
+            "trainer.strategy=ddp needs workers started by torch's launcher: use "
+            "`python train.py trainer=ddp trainer.devices=N` or `torchrun --nproc_per_node=N train.py trainer=ddp`")
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank())
+    tdist.init_process_group(default_backend(device), timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if not is_distributed():
+        return tensor
+    tensor = tensor.clone()
+    if tdist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        tensor = tensor.cuda()
+    tdist.all_reduce(tensor, op=tdist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_max(value: float) -> float:
+    """Max of a host number over ranks (used to agree on stop / preemption flags)."""
+    if not is_distributed():
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    tdist.all_reduce(tensor, op=tdist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
+def broadcast_object(obj):
+    if not is_distributed():
+        return obj
+    box = [obj]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        tdist.barrier()

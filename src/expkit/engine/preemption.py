@@ -1,0 +1,51 @@
+"""Turn SIGTERM / SIGUSR1 / SIGINT into a flag the training loop checks at step boundaries.
+
+Cluster schedulers (SLURM) send SIGTERM or SIGUSR1 some time before they kill a
+job. Doing real work inside a signal handler is unsafe, so the handler only
+records the signal; the trainer then saves a checkpoint at the next step
+boundary and stops with ``Preempted``. A second SIGINT interrupts at once.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+#: Exit status of a run stopped by a signal after saving its checkpoint
+#: (sysexits' EX_TEMPFAIL: "try again later", i.e. resume it).
+EXIT_PREEMPTED = 75
+
+HANDLED = ("SIGTERM", "SIGUSR1", "SIGINT")
+
+
+class Preempted(Exception):
+    """Training stopped on a signal; ``checkpoint`` resumes it exactly."""
+
+    def __init__(self, signal_name: str, checkpoint: str | None) -> None:
+        super().__init__(f"stopped by {signal_name} at a step boundary; resume with ckpt_path={checkpoint}")
+        self.signal_name, self.checkpoint = signal_name, checkpoint
+
+
+class PreemptionHandler:
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and self.received == "SIGINT":
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.received = name
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals can only be handled on the main thread
+        for name in HANDLED:
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def uninstall(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()

@@ -1,0 +1,3 @@
+from expkit.loggers.tensorboard import TensorBoardLogger
+
+__all__ = ["TensorBoardLogger"]

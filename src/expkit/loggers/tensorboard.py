@@ -1,0 +1,84 @@
+"""TensorBoard logging into ``<run dir>/tensorboard``; writes on rank 0 only.
+
+``torch.utils.tensorboard`` is imported when the first event is written, so a
+config with ``logger=none`` never pays for it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from expkit.engine import distributed as dist
+
+
+def _hparam_value(value: Any) -> int | float | str | bool:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+class TensorBoardLogger:
+    def __init__(self, save_dir: str, log_graph: bool = True, log_confusion_matrix: bool = True,
+                 log_predictions: bool = True, max_predictions: int = 32) -> None:
+        self.save_dir = Path(save_dir)
+        self.log_graph, self.log_confusion_matrix = log_graph, log_confusion_matrix
+        self.log_predictions, self.max_predictions = log_predictions, max_predictions
+        self._writer: Any = None
+        self._purge_step: int | None = None
+
+    def start(self, step: int, resumed: bool = False) -> None:
+        """Open the writer; a resumed run hides events a killed run logged after ``step``."""
+        self._purge_step = step + 1 if resumed else None
+
+    @property
+    def experiment(self) -> Any:
+        """The ``SummaryWriter`` (created on first use, rank 0 only; ``None`` elsewhere)."""
+        if self._writer is None and dist.is_rank_zero():
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = SummaryWriter(log_dir=str(self.save_dir), purge_step=self._purge_step)
+        return self._writer
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        writer = self.experiment
+        if writer is None:
+            return
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, global_step=step)
+
+    def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        """``image``: CHW float in [0, 1] or uint8."""
+        if self.experiment is not None:
+            self.experiment.add_image(tag, image, global_step=step, dataformats="CHW")
+
+    def log_model_graph(self, model: torch.nn.Module, example: torch.Tensor) -> None:
+        if self.experiment is not None:
+            self.experiment.add_graph(model, example)
+
+    def log_hyperparams(self, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """Fill TensorBoard's HParams tab: this run's hyperparameters and final metrics.
+
+        The metric values themselves are the scalars already logged under the same tags.
+        """
+        writer = self.experiment
+        if writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        clean = {k: _hparam_value(v) for k, v in params.items()}
+        exp, ssi, sei = hparams(clean, dict(metrics))
+        for summary in (exp, ssi, sei):
+            writer.file_writer.add_summary(summary)
+        writer.flush()
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def finalize(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,129 @@
+"""What every entry point does around its work: check the config, record it, run,
+turn known failures into one line and an exit code, and write the results.
+
+``train.py`` and ``eval.py`` call ``run(cfg, work)``; ``work`` builds objects from the
+config and returns the final metrics.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from expkit.config import ConfigError, validate
+
+log = logging.getLogger("expkit")
+
+#: Exit status for a config, checkpoint or data error reported as one line.
+EXIT_BAD_INPUT = 2
+#: Exit status for a run that failed while training (non-finite loss, ...).
+EXIT_FAILED = 1
+
+
+def run_dir() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Readers (a sweep summary running in another process) never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def worst_value(cfg: DictConfig) -> float:
+    """What a failed job reports to a sweeper: the worst possible value, never NaN."""
+    return -math.inf if cfg.get("optimized_mode", "max") == "max" else math.inf
+
+
+def resolve_ckpt_path(cfg: DictConfig, directory: Path) -> str | None:
+    """``ckpt_path``: null, a file, ``last`` (this run dir's last.ckpt, which must exist) or
+    ``auto`` (last.ckpt if it exists, else a fresh start: for requeued cluster jobs)."""
+    value = cfg.get("ckpt_path")
+    if value is None:
+        return None
+    if value in ("last", "auto"):
+        path = directory / "checkpoints" / "last.ckpt"
+        if path.is_file():
+            return str(path)
+        if value == "auto":
+            log.info("ckpt_path=auto: no %s yet, starting fresh", path)
+            return None
+        raise ConfigError(f"ckpt_path=last: {path} does not exist (set hydra.run.dir to the run to resume)")
+    if not Path(value).is_file():
+        raise ConfigError(f"ckpt_path={value}: no such file")
+    return str(value)
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        key = getattr(error, "full_key", "") or ""
+        text = f"{key}: {error.__cause__}" if key else str(error.__cause__)
+    else:
+        text = str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def _record(directory: Path, status: str, error: str | None = None,
+            metrics: dict[str, float] | None = None) -> None:
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    write_json_atomic(directory / "status.json", {"status": status, "error": error, "overrides": overrides})
+    if metrics is not None:
+        write_json_atomic(directory / "metrics.json", metrics)
+
+
+def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> float | None:
+    """Run ``work(cfg)`` as one job; returns ``cfg.optimized_metric`` for sweepers."""
+    from expkit.engine import distributed as dist
+    from expkit.engine.checkpoint import CheckpointError
+    from expkit.engine.preemption import EXIT_PREEMPTED, Preempted
+    from expkit.engine.trainer import NonFiniteLossError
+
+    directory = run_dir()
+    rank_zero = dist.is_rank_zero()
+    try:
+        validate(cfg)
+        if rank_zero:
+            OmegaConf.save(cfg, directory / "config.yaml", resolve=True)
+            log.info("run directory: %s", directory)
+        metrics = work(cfg)
+    except Preempted as e:
+        log.warning("%s", e)
+        sys.exit(EXIT_PREEMPTED)
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line, a status and an exit code
+        known = isinstance(e, (ConfigError, CheckpointError, NonFiniteLossError, InstantiationException,
+                               FileNotFoundError, ValueError))
+        message = _one_line(e)
+        if rank_zero:
+            _record(directory, "failed", error=message)
+        if is_multirun():
+            log.exception("job failed: %s", message)
+            return worst_value(cfg)  # the sweep goes on; the summary lists this job as failed
+        if not known:
+            raise
+        log.error("error: %s", message)
+        sys.exit(EXIT_BAD_INPUT if isinstance(e, (ConfigError, CheckpointError, InstantiationException,
+                                                  FileNotFoundError, ValueError)) else EXIT_FAILED)
+    if rank_zero:
+        _record(directory, "ok", metrics=metrics)
+    value = metrics.get(cfg.get("optimized_metric", "val/acc"))
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return worst_value(cfg)
+    return value

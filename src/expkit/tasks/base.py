@@ -1,0 +1,62 @@
+"""What a task is: the research code of one step, with no engineering in it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepResult:
+    """What a step hands back to the engine.
+
+    ``loss`` is what is differentiated (a mean over the batch). ``metrics`` are
+    batch means the engine turns into exact epoch means by weighting them with
+    ``batch_size``. ``outputs`` carries anything callbacks may want (predictions).
+    """
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+    batch_size: int
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Task(nn.Module):
+    """Holds ``model`` and says what train, validation and test steps compute.
+
+    The engine wraps ``self.model`` for DDP or torch.compile while it trains and
+    restores the plain module afterwards, so checkpoints always hold plain keys.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 scheduler: Callable[..., Any] | None = None, scheduler_interval: str = "epoch") -> None:
+        super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval={scheduler_interval!r}: must be 'epoch' or 'step'")
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any | None, str]:
+        """Build (optimizer, scheduler or None, 'epoch' | 'step') from the partials given."""
+        if self.optimizer_factory is None:
+            raise ValueError("the task has no optimizer: pass optimizer=partial(torch.optim.Adam, lr=...)")
+        optimizer = self.optimizer_factory(self.model.parameters())
+        scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory is not None else None
+        return optimizer, scheduler, self.scheduler_interval
+
+    def training_step(self, batch: Any) -> StepResult:
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any) -> StepResult:
+        raise NotImplementedError
+
+    def test_step(self, batch: Any) -> StepResult:
+        return self.validation_step(batch)
+
+    def example_input(self, batch: Any) -> Any:
+        """The model input inside a batch (used to trace the model graph)."""
+        return batch[0]

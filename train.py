@@ -1,0 +1,53 @@
+"""Train a model: compose the config, build the objects, fit, test.
+
+    python train.py                                  # the default experiment
+    python train.py model=cnn trainer.max_epochs=5   # change any group or key
+    python train.py -m optimizer.lr=1e-3,1e-2        # a sweep
+"""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from expkit.runner import resolve_ckpt_path, run, run_dir
+
+
+def build(node: DictConfig | None, **kwargs):
+    """Instantiate a config node; an empty group option (``scheduler=none``) gives None."""
+    from hydra.utils import instantiate
+
+    return instantiate(node, **kwargs) if node else None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    from expkit.config import hparams, to_plain
+    from expkit.engine import seed_everything
+
+    ckpt_path = resolve_ckpt_path(cfg, run_dir())
+    seed_everything(cfg.seed)
+    datamodule = build(cfg.data)
+    model = build(cfg.model)
+    task = build(cfg.task, model=model, optimizer=build(cfg.optimizer), scheduler=build(cfg.scheduler))
+    callbacks = [build(node) for node in (cfg.callbacks or {}).values()]
+    logger = build(cfg.logger)
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=logger)
+
+    trainer.fit(task, datamodule, ckpt_path=ckpt_path, config=to_plain(cfg))
+    metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k and not k.endswith("_step")}
+    if cfg.test:
+        metrics.update(trainer.test(task, datamodule, ckpt_path="best"))
+    best = next((c for c in callbacks if hasattr(c, "best_epoch")), None)
+    metrics["best_epoch"] = best.best_epoch if best is not None else None
+    if logger is not None:
+        logger.log_hyperparams(hparams(cfg), {k: v for k, v in metrics.items() if isinstance(v, float)})
+        logger.finalize()
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run(cfg, train)
+
+
+if __name__ == "__main__":
+    main()
