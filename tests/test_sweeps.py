@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import FAST, read_json, train
+from conftest import FAST, ROOT, read_json, train
 
 pytestmark = pytest.mark.slow
 
@@ -123,20 +127,37 @@ def test_grid_sweep_leaves_complete_jobs_summary_and_one_hparams_view(tmp_path):
         assert session["metrics"]["test/acc"] == pytest.approx(float(row["test/acc"]), abs=1e-6)
         assert session["status"] == "STATUS_SUCCESS"
 
-    # An interrupted sweep: a job that died before reporting and one never started.
-    shutil.rmtree(jobs[3])
-    for name in ("status.json", "metrics.json"):
-        (jobs[2] / name).unlink()
-    from expkit.sweep import summary
 
-    states = {r.job: (r.status, r.override_map()) for r in summary.update(tmp_path, finished=False)}
-    assert states["2"][0] == "running"
-    assert states["3"][0] == "pending"
-    assert states["3"][1] == overrides_of(rows[3]["overrides"])  # known from the sweep's plan
+def test_killed_sweep_still_has_a_summary(tmp_path, capsys):
+    """SIGKILL the sweep during job 1: job 0 ok, job 1 started but never reported, job 2 never started."""
+    from expkit.sweep.__main__ import main as summarize
+
+    overrides = ["-m", "trainer.max_epochs=1,500,1", "~callbacks.early_stopping", "trainer.num_sanity_val_steps=0",
+                 f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        started = tmp_path / "1" / "config.yaml"  # saved by the task, after the callback's job start
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before job 1 could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    rows = read_csv(tmp_path / "summary.csv")  # as the last job start left it
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "running"), ("2", "pending")]
+    assert overrides_of(rows[2]["overrides"])["trainer.max_epochs"] == "1"  # known from the sweep's plan
+    assert float(rows[0]["val/acc"]) > 0
+
+    assert summarize([str(tmp_path), "--finished"]) == 0
     rows = read_csv(tmp_path / "summary.csv")
-    assert [r["status"] for r in rows] == ["ok", "ok", "running", "pending"]
-    rows = summary.update(tmp_path, finished=True)
-    assert rows[2].status == "crashed" and "no status.json" in rows[2].error
+    assert [r["status"] for r in rows] == ["ok", "crashed", "pending"]
+    assert rows[1]["error"].startswith("no status.json")
+    assert "1 crashed" in capsys.readouterr().out
+    assert summarize([str(tmp_path / "0" / "checkpoints")]) == 2  # not a sweep: one line, exit 2
 
 
 def test_optuna_search_survives_a_failing_trial(tmp_path):

@@ -91,6 +91,7 @@ class SweepSummary(Callback):
             "host": socket.gethostname(),  # which machine and process ran it (joblib, SLURM)
             "pid": os.getpid(),
         })
+        summary.update(Path(config.hydra.sweep.dir), finished=False)  # this job: pending -> running
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not _is_multirun(config):
