@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import Container, DictConfig, OmegaConf
 
 from expkit.config.checks import ConfigError, validate
 
@@ -40,4 +40,38 @@ def hparams(cfg: DictConfig) -> dict[str, Any]:
     keep = {k: v for k, v in flat.items()
             if k.split(".")[0] in HPARAM_GROUPS and not k.endswith("_partial_")}
     keep.update({k: flat[k] for k in HPARAM_KEYS if k in flat})
+    keep.update(overridden(cfg))
     return keep
+
+
+def overridden(cfg: DictConfig) -> dict[str, Any]:
+    """The keys this run's command line (or a sweeper) set, flat and resolved; a group
+    override gives the option's name (``model: linear``). In a sweep these are what
+    differ between jobs, so TensorBoard's HParams tab must show them whatever they are."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    found: dict[str, Any] = {}
+    for override in hydra_cfg.overrides.task:
+        if override.startswith("~"):
+            continue  # a deleted key has no value
+        key = override.split("=", 1)[0].lstrip("+")
+        if key in choices:
+            found[key] = choices[key]
+            continue
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is _ABSENT:
+            continue
+        if isinstance(value, Container):
+            value = OmegaConf.to_container(value, resolve=True)
+        if isinstance(value, dict):
+            found.update(flatten(value, f"{key}."))
+        else:
+            found[key] = value
+    return found
+
+
+_ABSENT = object()

@@ -62,6 +62,10 @@ class TensorBoardLogger:
         """Fill TensorBoard's HParams tab: this run's hyperparameters and final metrics.
 
         The metric values themselves are the scalars already logged under the same tags.
+        Only the session summaries are written, no experiment summary: TensorBoard uses the
+        first experiment summary it finds under a logdir for every run, so with one per job
+        a sweep's tab would list a single job's keys; without any, it takes the union of
+        all runs' hyperparameters and scalar tags (``tensorboard --logdir <sweep dir>``).
         """
         writer = self.experiment
         if writer is None:
@@ -69,8 +73,8 @@ class TensorBoardLogger:
         from torch.utils.tensorboard.summary import hparams
 
         clean = {k: _hparam_value(v) for k, v in params.items()}
-        exp, ssi, sei = hparams(clean, dict(metrics))
-        for summary in (exp, ssi, sei):
+        _, ssi, sei = hparams(clean, dict(metrics))
+        for summary in (ssi, sei):
             writer.file_writer.add_summary(summary)
         writer.flush()
 

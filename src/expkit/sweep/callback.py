@@ -1,0 +1,115 @@
+"""Hydra callback that keeps ``<sweep dir>/summary.csv`` up to date during a multirun.
+
+Registered in ``conf/hydra/default.yaml``. ``on_job_start``/``on_job_end`` run where
+the job runs (the main process for the basic launcher, a worker for joblib, a
+cluster node for submitit), so everything goes through files in the sweep dir;
+``on_multirun_end`` runs in the main process and prints the tables.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from expkit.sweep import summary
+
+log = logging.getLogger(__name__)
+
+
+def _is_multirun(config: DictConfig) -> bool:
+    return OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN
+
+
+def _write_json(path: Path, data: Any) -> None:
+    summary.write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def planned_jobs(config: DictConfig) -> dict[str, Any]:
+    """What the sweeper will launch, so jobs not started yet show as pending: the job
+    overrides for Hydra's basic sweeper, the trial count for Optuna, else nothing."""
+    sweeper = config.hydra.sweeper
+    target = str(sweeper.get("_target_", ""))
+    try:
+        if target.endswith("BasicSweeper"):
+            from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+            arguments = params + list(config.hydra.overrides.task)
+            batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+            return {"jobs": batches[0]}
+        if isinstance(sweeper.get("n_trials"), int):
+            return {"count": sweeper.n_trials}
+    except Exception as e:  # noqa: BLE001 - e.g. glob() sweeps need the config loader; the plan is optional
+        log.debug("no sweep plan: %s", e)
+    return {}
+
+
+def _record_failed_session(config: DictConfig) -> None:
+    """Show a failed job in TensorBoard's HParams tab too (as failed), when it logs there."""
+    if not str(OmegaConf.select(config, "logger._target_", default="")).endswith("TensorBoardLogger"):
+        return
+    try:
+        from expkit.config import hparams
+        from expkit.sweep.tensorboard import record_failed_session
+
+        task_cfg = copy.deepcopy(config)
+        with open_dict(task_cfg):
+            del task_cfg["hydra"]  # what the task saw
+        record_failed_session(Path(task_cfg.logger.save_dir), hparams(task_cfg))
+    except Exception as e:  # noqa: BLE001 - the summary matters more than this extra
+        log.warning("could not record the failed job in TensorBoard: %s", e)
+
+
+class SweepSummary(Callback):
+    """Writes ``job.json`` into each job dir and rebuilds the sweep's summary files."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        plan = {**planned_jobs(config), "host": socket.gethostname(), "pid": os.getpid()}  # the sweep's own process
+        _write_json(sweep_dir / summary.PLAN_FILE, plan)
+        summary.update(sweep_dir, finished=False)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not _is_multirun(config):
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        _write_json(job_dir / summary.JOB_FILE, {
+            "num": config.hydra.job.num,
+            "overrides": list(config.hydra.overrides.task),
+            "host": socket.gethostname(),  # which machine and process ran it (joblib, SLURM)
+            "pid": os.getpid(),
+        })
+        summary.update(Path(config.hydra.sweep.dir), finished=False)  # this job: pending -> running
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not _is_multirun(config):
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        status_path = job_dir / summary.STATUS_FILE
+        if job_return.status == JobStatus.FAILED and not status_path.exists():
+            # The task raised past the runner (it records its own failures): record it here.
+            error = " ".join(str(job_return._return_value).split()) or type(job_return._return_value).__name__
+            _write_json(status_path, {"status": "failed", "error": error,
+                                      "overrides": list(config.hydra.overrides.task)})
+        if (summary.read_json(status_path) or {}).get("status") == "failed":
+            _record_failed_session(config)
+        summary.update(Path(config.hydra.sweep.dir), finished=False)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summary.update(sweep_dir, finished=True)
+        # stdout, not the log: with the basic launcher the log file handler still points
+        # into the last job's directory.
+        print(summary.report(rows, sweep_dir), file=sys.stdout, flush=True)
