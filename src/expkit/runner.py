@@ -21,10 +21,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from expkit.config import ConfigError, validate
+from expkit.config.schema import register as register_schemas
 from expkit.config.tree import config_tree
 from expkit.logging_setup import quiet_other_ranks
 
 log = logging.getLogger("expkit")
+
+# Every entry point (and every sweep worker process) composes configs that use the schemas.
+register_schemas()
 
 #: Exit status for a config, checkpoint or data error reported as one line.
 EXIT_BAD_INPUT = 2
