@@ -140,3 +140,22 @@ def test_progress_bar_on_a_terminal(tmp_path):
     assert re.search(r"100%.*\d+/\d+ \[\d+:\d+<\d+:\d+", final), final  # steps, elapsed<ETA
     for field in ("loss=", "val/acc=", "samples_s="):  # val/acc: the latest validation (epoch 0)
         assert field in final, final
+
+
+def test_other_ranks_log_only_warnings_and_write_no_file(tmp_path):
+    """What a rank > 0 keeps of Hydra's job logging (console + train.log): warnings on the console."""
+    script = f"""
+import logging, sys
+logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler({str(tmp_path / 'train.log')!r}),
+                                                  logging.StreamHandler(sys.stderr)])
+from expkit.logging_setup import quiet_other_ranks
+quiet_other_ranks(int(sys.argv[1]))
+logging.getLogger("expkit.progress").info("epoch 0 done")
+logging.getLogger("expkit").warning("disk almost full")
+"""
+    for rank, expected_file, expected_console in ((0, 2, 2), (1, 0, 1)):
+        (tmp_path / "train.log").unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-c", script, str(rank)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, check=True)
+        assert len((tmp_path / "train.log").read_text().splitlines()) == expected_file, rank
+        assert len(proc.stderr.splitlines()) == expected_console, proc.stderr
