@@ -9,7 +9,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from expkit.config.schema import register as register_schemas
 from expkit.runner import resolve_ckpt_path, run, run_dir
+
+register_schemas()  # typed schemas for Hydra: typos and wrong types fail while composing
 
 
 def build(node: DictConfig | None, **kwargs):
@@ -28,7 +31,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(cfg.data)
     model = build(cfg.model)
     task = build(cfg.task, model=model, optimizer=build(cfg.optimizer), scheduler=build(cfg.scheduler))
-    callbacks = [build(node) for node in (cfg.callbacks or {}).values()]
+    callbacks = [build(node) for node in (cfg.callbacks or {}).values() if node]  # null: switched off
     logger = build(cfg.logger)
     trainer = build(cfg.trainer, callbacks=callbacks, logger=logger)
 

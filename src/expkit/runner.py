@@ -21,8 +21,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from expkit.config import ConfigError, validate
+from expkit.config.schema import register as register_schemas
+from expkit.config.tree import config_tree
+from expkit.logging_setup import quiet_other_ranks
 
 log = logging.getLogger("expkit")
+
+# Every entry point (and every sweep worker process) composes configs that use the schemas.
+register_schemas()
 
 #: Exit status for a config, checkpoint or data error reported as one line.
 EXIT_BAD_INPUT = 2
@@ -36,6 +42,14 @@ def run_dir() -> Path:
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def show_config_tree(cfg: DictConfig, directory: Path) -> None:
+    """Print the composed config as a tree on stdout and keep it as ``config_tree.txt``."""
+    tree = config_tree(cfg)
+    (directory / "config_tree.txt").write_text(tree + "\n")
+    if cfg.get("print_config", True):
+        print(tree, flush=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -98,10 +112,12 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
 
     directory = run_dir()
     rank_zero = dist.is_rank_zero()
+    quiet_other_ranks(dist.rank())
     try:
         validate(cfg)
         if rank_zero:
             OmegaConf.save(cfg, directory / "config.yaml", resolve=True)
+            show_config_tree(cfg, directory)
             log.info("run directory: %s", directory)
         metrics = work(cfg)
     except Preempted as e:

@@ -24,9 +24,11 @@ class ProgressBar(Callback):
         self._last_refresh = 0.0
         self._epoch_start = 0.0
         self._samples = 0
+        self._last_loss: Any = None
 
     def _use_bar(self, trainer: Any) -> bool:
-        tty = sys.stdout.isatty() if self.tty is None else self.tty
+        # The bar draws on stderr (where the logs go too); a redirected stream gets plain lines.
+        tty = sys.stdout.isatty() and sys.stderr.isatty() if self.tty is None else self.tty
         return tty and trainer.is_global_zero
 
     def _val_summary(self, trainer: Any) -> dict[str, str]:
@@ -47,17 +49,28 @@ class ProgressBar(Callback):
         now = time.monotonic()
         if self._bar is not None:
             self._bar.update(1)
+            self._last_loss = result.metrics["loss"]  # read (a host sync) only when the bar refreshes
             if now - self._last_refresh >= self.refresh_seconds:
                 self._last_refresh = now
-                rate = self._samples / max(now - self._epoch_start, 1e-9)
-                self._bar.set_postfix(loss=f"{result.metrics['loss'].item():.4f}", **self._val_summary(trainer),
-                                      samples_s=f"{rate:.0f}", refresh=False)
+                self._set_postfix(trainer, now)
         elif (trainer.is_global_zero and trainer.optimizer_stepped
               and trainer.global_step % self.log_every_n_steps == 0):
             rate = self._samples / max(now - self._epoch_start, 1e-9)
             left = (len(trainer.train_loader) - trainer.train_loader.position) * result.batch_size / max(rate, 1e-9)
             log.info("epoch %d step %d: loss %.4f, %.0f samples/s, epoch ETA %.0fs", trainer.epoch,
                      trainer.global_step, result.metrics["loss"].item(), rate, left)
+
+    def _set_postfix(self, trainer: Any, now: float) -> None:
+        rate = self._samples / max(now - self._epoch_start, 1e-9)
+        loss = {"loss": f"{self._last_loss.item():.4f}"} if self._last_loss is not None else {}
+        self._bar.set_postfix(**loss, **self._val_summary(trainer), samples_s=f"{rate:.0f}", refresh=False)
+
+    def on_validation_start(self, trainer: Any, task: Any) -> None:
+        """Close the bar before validation, so log lines of the epoch's end never land inside it."""
+        if self._bar is not None:
+            self._set_postfix(trainer, time.monotonic())
+            self._bar.close()
+            self._bar = None
 
     def on_train_epoch_end(self, trainer: Any, task: Any) -> None:
         metrics = {k: f"{v:.4f}" for k, v in sorted(trainer.callback_metrics.items())

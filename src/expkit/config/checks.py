@@ -6,6 +6,8 @@ them as one line that names the key, the value and what is allowed.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -66,8 +68,27 @@ def _select(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
 
 
+def _check_schema_keys(node: Any, path: str = "") -> None:
+    """Keys added with ``+key=value`` to a node that has a schema (``expkit.config.schema``):
+    Hydra lets ``+`` through, the object the node builds would not accept the key."""
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    if schema is not None and dataclasses.is_dataclass(schema):
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in node.keys():
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"{path}{key}: not a key of {path.rstrip('.')}{hint}; "
+                                  f"allowed: {', '.join(sorted(known))}")
+    for key in node.keys():
+        _check_schema_keys(node._get_node(key), f"{path}{key}.")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value outside its allowed range."""
+    _check_schema_keys(cfg)
     for key, (ok, allowed) in RULES.items():
         value = _select(cfg, key)
         if value is _MISSING:

@@ -37,7 +37,7 @@ class DataModule:
     num_classes: int = 0
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, loader: str = "auto",
-                 num_workers: int = 0, drop_last: bool = False, seed: int = 0,
+                 num_workers: int = 0, drop_last: bool = False, seed: int = 0, shuffle: bool = True,
                  input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: must be an integer >= 1")
@@ -53,6 +53,7 @@ class DataModule:
             raise ValueError(f"num_classes={num_classes}: {type(self).__name__} has {self.num_classes}")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or max(batch_size, 256)
         self.loader, self.num_workers, self.drop_last, self.seed = loader, num_workers, drop_last, seed
+        self.shuffle = shuffle  # false: the same batch order every epoch (debug=overfit)
         self.splits: dict[str, Split] | None = None
 
     def _load(self) -> dict[str, Split]:
@@ -72,7 +73,7 @@ class DataModule:
         self.setup()
         data = self.splits[split]
         train = split == "train"
-        common = dict(batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
+        common = dict(batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train and self.shuffle,
                       drop_last=self.drop_last and train, seed=self.seed, rank=rank, world_size=world_size,
                       pad=train, device=device)
         use_memory = self.loader == "memory" or (self.loader == "auto" and isinstance(data, tuple))

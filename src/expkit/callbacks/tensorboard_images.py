@@ -1,0 +1,163 @@
+"""Pictures in TensorBoard for classification: a confusion matrix and a grid of sample
+predictions at each validation, and the model graph once.
+
+Each is switched by the logger's flags (``conf/logger/tensorboard.yaml``):
+``log_confusion_matrix``, ``log_predictions`` (up to ``max_predictions`` images) and
+``log_graph``. Images are built with torch and ``torchvision.utils.make_grid`` (no
+plotting library): a green border is a right prediction, a red one a wrong one.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import torch
+
+from expkit.engine import distributed as dist
+from expkit.engine.callback import Callback
+
+log = logging.getLogger(__name__)
+
+RIGHT = (0.1, 0.75, 0.2)  # green border
+WRONG = (0.9, 0.1, 0.1)  # red border
+CELL_PIXELS = 24  # each confusion-matrix cell is drawn as a CELL x CELL square
+MIN_IMAGE_PIXELS = 32  # small inputs (8x8 digits) are enlarged to at least this
+
+
+class TensorBoardImages(Callback):
+    def __init__(self, num_classes: int | None = None) -> None:
+        self.num_classes = num_classes
+        self._labels: list[torch.Tensor] = []
+        self._preds: list[torch.Tensor] = []
+        self._right: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._graph_logged = False
+
+    # ------------------------------------------------------------------ hooks
+    @staticmethod
+    def _flag(trainer: Any, name: str) -> bool:
+        return trainer.logger is not None and bool(getattr(trainer.logger, name, False))
+
+    def on_validation_start(self, trainer: Any, task: Any) -> None:
+        self._labels, self._preds, self._right, self._wrong = [], [], [], []
+
+    def on_validation_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
+        preds = result.outputs.get("preds")
+        if preds is None or not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            return
+        labels = batch[1]
+        if self._flag(trainer, "log_confusion_matrix"):
+            self._labels.append(labels.detach())
+            self._preds.append(preds.detach())
+        if not dist.is_rank_zero():
+            return
+        if self._flag(trainer, "log_graph") and not self._graph_logged:
+            self._graph_logged = True
+            self._log_graph(trainer, task, batch)
+        if self._flag(trainer, "log_predictions"):
+            self._collect_samples(trainer, task.example_input(batch), labels, preds)
+
+    def on_validation_end(self, trainer: Any, task: Any) -> None:
+        step = trainer.global_step
+        if self._flag(trainer, "log_confusion_matrix") and self._labels:
+            matrix = self._confusion_matrix()
+            if dist.is_rank_zero():
+                trainer.logger.log_image("val/confusion_matrix", confusion_image(matrix), step)
+                trainer.logger.experiment.add_text("val/confusion_matrix_counts", confusion_markdown(matrix), step)
+        if self._flag(trainer, "log_predictions") and dist.is_rank_zero() and (self._right or self._wrong):
+            samples = self._pick_samples(int(getattr(trainer.logger, "max_predictions", 32)))
+            grid = predictions_grid(*samples)
+            if grid is not None:
+                trainer.logger.log_image("val/predictions", grid, step)
+                text = ", ".join(f"{int(y)}->{int(p)}" for y, p in zip(samples[1], samples[2]))
+                trainer.logger.experiment.add_text("val/predictions_labels", f"label->prediction, row by row: {text}",
+                                                   step)
+        self._labels, self._preds, self._right, self._wrong = [], [], [], []
+
+    # ---------------------------------------------------------------- helpers
+    def _log_graph(self, trainer: Any, task: Any, batch: Any) -> None:
+        """Trace the plain model on two samples; a model that cannot be traced only costs a warning."""
+        from expkit.engine.checkpoint import unwrap_model
+
+        example = task.example_input(batch)
+        try:
+            with warnings.catch_warnings():  # torch.jit.trace's deprecation notice is not the user's concern
+                warnings.simplefilter("ignore")
+                trainer.logger.log_model_graph(unwrap_model(task.model), example[:2])
+        except Exception as e:  # noqa: BLE001 - tracing is best effort; training goes on
+            log.warning("model graph not logged: %s", " ".join(str(e).split())[:200])
+
+    def _collect_samples(self, trainer: Any, inputs: Any, labels: torch.Tensor, preds: torch.Tensor) -> None:
+        limit = int(getattr(trainer.logger, "max_predictions", 32))
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() not in (3, 4):
+            return
+        if len(self._right) >= limit and len(self._wrong) >= limit:
+            return
+        correct = (preds == labels).cpu()
+        x, y, p = inputs.detach().float().cpu(), labels.cpu(), preds.cpu()
+        for i in range(len(y)):
+            bucket = self._right if correct[i] else self._wrong
+            if len(bucket) < limit:
+                bucket.append((x[i], y[i], p[i]))
+
+    def _pick_samples(self, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Up to half wrong predictions, the rest right ones (or more wrong if few are right)."""
+        wrong = self._wrong[:limit // 2]
+        right = self._right[:limit - len(wrong)]
+        wrong = self._wrong[:limit - len(right)]
+        chosen = wrong + right
+        return (torch.stack([c[0] for c in chosen]), torch.stack([c[1] for c in chosen]),
+                torch.stack([c[2] for c in chosen]))
+
+    def _confusion_matrix(self) -> torch.Tensor:
+        labels, preds = torch.cat(self._labels).long(), torch.cat(self._preds).long()
+        classes = self.num_classes or int(max(labels.max().item(), preds.max().item())) + 1
+        if dist.is_distributed() and not self.num_classes:
+            classes = int(dist.all_reduce_max(float(classes)))
+        matrix = torch.bincount(labels * classes + preds, minlength=classes * classes).reshape(classes, classes)
+        return dist.all_reduce_sum(matrix).cpu()  # under DDP each rank saw its own shard
+
+
+def confusion_image(matrix: torch.Tensor) -> torch.Tensor:
+    """Rows are true classes, columns predictions; each row is shaded by its share
+    (white 0 to dark blue 1), so the diagonal shows per-class recall. CHW in [0, 1]."""
+    counts = matrix.double()
+    share = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    blue = torch.tensor([0.03, 0.19, 0.42], dtype=torch.float64).view(3, 1, 1)
+    image = 1.0 - share.unsqueeze(0) * (1.0 - blue)
+    image = image.repeat_interleave(CELL_PIXELS, dim=1).repeat_interleave(CELL_PIXELS, dim=2)
+    image[:, ::CELL_PIXELS, :] = 0.8  # thin grid lines between cells
+    image[:, :, ::CELL_PIXELS] = 0.8
+    return image.float()
+
+
+def confusion_markdown(matrix: torch.Tensor) -> str:
+    """The counts as a Markdown table (TensorBoard's Text tab): rows true, columns predicted."""
+    n = matrix.shape[0]
+    lines = ["| true \\ pred | " + " | ".join(str(j) for j in range(n)) + " |", "|" + "---|" * (n + 1)]
+    lines += [f"| **{i}** | " + " | ".join(str(int(v)) for v in matrix[i]) + " |" for i in range(n)]
+    return "\n".join(lines)
+
+
+def predictions_grid(inputs: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor) -> torch.Tensor | None:
+    """Sample inputs in a grid, each framed green (right) or red (wrong). ``None`` for inputs
+    that are not 1- or 3-channel images."""
+    from torchvision.utils import make_grid
+
+    x = inputs.unsqueeze(1) if inputs.dim() == 3 else inputs
+    if x.shape[1] not in (1, 3):
+        return None
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    x = (x - lo) / (hi - lo).clamp(min=1e-8)  # each image stretched to [0, 1]
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    scale = max(1, -(-MIN_IMAGE_PIXELS // min(x.shape[2], x.shape[3])))
+    if scale > 1:
+        x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
+    border = max(2, x.shape[2] // 16)
+    colours = torch.tensor([RIGHT, WRONG])[(preds != labels).long()].view(-1, 3, 1, 1)
+    framed = colours.expand(-1, -1, x.shape[2] + 2 * border, x.shape[3] + 2 * border).clone()
+    framed[:, :, border:-border, border:-border] = x
+    return make_grid(framed, nrow=8, padding=2, pad_value=1.0)

@@ -1,0 +1,62 @@
+"""TensorBoard beyond scalars: confusion matrix and prediction grid at each validation,
+the model graph once, read back from the event file with TensorBoard's own reader."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from conftest import FAST, train
+
+from expkit.callbacks.tensorboard_images import confusion_image, confusion_markdown, predictions_grid
+
+
+def _png_size(encoded: bytes) -> tuple[int, int]:
+    """Width and height from a PNG header (no image library needed)."""
+    assert encoded[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(encoded[16:20], "big"), int.from_bytes(encoded[20:24], "big")
+
+
+@pytest.mark.slow
+def test_images_and_graph_are_in_the_event_file(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(*FAST, "trainer.max_epochs=2", "logger.max_predictions=16", f"hydra.run.dir={tmp_path}")
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"val/confusion_matrix", "val/predictions"} <= set(tags["images"])
+    matrices = events.Images("val/confusion_matrix")
+    assert len(matrices) == 2  # one per validation
+    steps = [image.step for image in matrices]
+    assert steps == sorted(steps) and steps[0] > 0
+    assert _png_size(matrices[-1].encoded_image_string) == (10 * 24, 10 * 24)  # 10 classes, 24 px a cell
+    grids = events.Images("val/predictions")
+    assert len(grids) == 2
+    width, height = _png_size(grids[-1].encoded_image_string)
+    assert (width, height) == (grids[-1].width, grids[-1].height) and width > height  # 16 images: 2 rows of 8
+    assert tags["graph"]  # the model graph, traced once
+    assert "val/confusion_matrix_counts/text_summary" in tags["tensors"]
+
+
+def test_confusion_image_shades_rows_by_share():
+    matrix = torch.tensor([[8, 2], [0, 5]])
+    image = confusion_image(matrix)
+    assert image.shape == (3, 48, 48) and 0 <= image.min() and image.max() <= 1
+    cell = lambda i, j: image[:, i * 24 + 12, j * 24 + 12]  # noqa: E731 - the centre of a cell
+    assert torch.allclose(cell(1, 1), torch.tensor([0.03, 0.19, 0.42]))  # 100% of the row: dark blue
+    assert torch.allclose(cell(1, 0), torch.ones(3))  # 0%: white
+    assert cell(0, 0).sum() < cell(0, 1).sum()  # 80% darker than 20%
+    assert "| **0** | 8 | 2 |" in confusion_markdown(matrix)
+
+
+def test_predictions_grid_frames_right_green_and_wrong_red():
+    inputs = torch.randn(4, 1, 8, 8)
+    grid = predictions_grid(inputs, labels=torch.tensor([1, 2, 3, 4]), preds=torch.tensor([1, 0, 3, 0]))
+    assert grid.shape[0] == 3
+    # first image (right): its top-left border pixel (after make_grid's 2 px padding) is green
+    assert grid[1, 2, 2] > 0.7 and grid[0, 2, 2] < 0.2
+    second = 2 + (32 + 2 * 2) + 2  # padding + first framed image + padding
+    assert grid[0, 2, second] > 0.8 and grid[1, 2, second] < 0.2  # wrong: red
+    assert predictions_grid(torch.randn(4, 5, 8, 8), torch.zeros(4), torch.zeros(4)) is None  # not an image
