@@ -29,10 +29,10 @@ class FailOnRankTask(ClassificationTask):
 NUM_TRAIN, NUM_VAL, EVAL_BATCH, LR = 96, 51, 10, 0.2
 
 
-def _datamodule(batch_size: int):
+def _datamodule(batch_size: int, num_val: int = NUM_VAL):
     from expkit.data import SyntheticDataModule
 
-    return SyntheticDataModule(input_shape=(1, 4, 4), num_classes=3, num_train=NUM_TRAIN, num_val=NUM_VAL,
+    return SyntheticDataModule(input_shape=(1, 4, 4), num_classes=3, num_train=NUM_TRAIN, num_val=num_val,
                                num_test=8, batch_size=batch_size, eval_batch_size=EVAL_BATCH, seed=3)
 
 
@@ -73,7 +73,7 @@ def fit(batch_size: int, max_epochs: int, resume: str | None = None, stop_at_ste
     return {k: v.detach().clone() for k, v in task.model.state_dict().items()}
 
 
-def validate(weights: dict) -> dict[str, float]:
+def validate(weights: dict, num_val: int = NUM_VAL) -> dict[str, float]:
     """Validation metrics of ``weights`` (reduced over ranks under DDP)."""
     import os
 
@@ -83,7 +83,7 @@ def validate(weights: dict) -> dict[str, float]:
     task = _task()
     task.model.load_state_dict(weights)
     trainer = Trainer(accelerator="cpu", strategy="ddp" if ddp else "auto", num_threads=1, callbacks=[], logger=None)
-    return trainer.validate(task, _datamodule(16))
+    return trainer.validate(task, _datamodule(16, num_val))
 
 
 def ddp_worker(per_rank_batch: int, mid_step: int, single_mid_ckpt: str, ddp_ckpt_dir: str) -> dict:
@@ -93,6 +93,7 @@ def ddp_worker(per_rank_batch: int, mid_step: int, single_mid_ckpt: str, ddp_ckp
     weights = fit(per_rank_batch, max_epochs=2)
     fit(per_rank_batch, max_epochs=2, stop_at_step=mid_step, checkpoint_dir=ddp_ckpt_dir)  # mid-epoch
     resumed = fit(per_rank_batch, max_epochs=2, resume=single_mid_ckpt)
-    result = {"weights": weights, "val": validate(weights), "resumed_from_single": resumed}
+    result = {"weights": weights, "val": validate(weights), "resumed_from_single": resumed,
+              "val_one_sample": validate(weights, num_val=1)}  # rank 1's shard is empty
     tdist.destroy_process_group()
     return result

@@ -64,6 +64,9 @@ def test_metrics_over_uneven_shards_equal_single_process(engine_runs):
         assert ddp[rank]["val"]["val/acc"] == expected["val/acc"]  # correct / count, exactly
         assert ddp[rank]["val"]["val/loss"] == pytest.approx(expected["val/loss"], abs=1e-6)
     assert 0 < expected["val/acc"] < 1  # a non-trivial value, so a wrong count would show
+    # Fewer samples than ranks: rank 1 evaluates nothing, yet joins the reduction (no hang).
+    alone = ddp_helpers.validate(ddp[0]["weights"], num_val=1)
+    assert ddp[0]["val_one_sample"] == ddp[1]["val_one_sample"] == pytest.approx(alone, abs=1e-6)
 
 
 def test_mid_epoch_checkpoint_moves_between_world_sizes(engine_runs):

@@ -57,6 +57,11 @@ def num_workers(cfg: Any) -> int:
     import torch
 
     devices, accelerator = int(cfg.trainer.devices), cfg.trainer.get("accelerator", "auto")
+    tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1"))
+    if tasks > 1:  # each SLURM task would start its own separate DDP job on its node
+        raise ConfigError(f"trainer.strategy=ddp in a SLURM step of {tasks} tasks: this launcher starts the "
+                          "workers of one node; use one task per job (submitit: nodes=1, tasks_per_node=1) or, "
+                          "for several nodes, one task per node running torchrun (see the README)")
     if accelerator == "mps":
         raise ConfigError("trainer.accelerator='mps' with trainer.strategy=ddp: MPS has no distributed "
                           "backend; use trainer.accelerator=cpu")
