@@ -109,6 +109,7 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
     from expkit.engine.checkpoint import CheckpointError
     from expkit.engine.preemption import EXIT_PREEMPTED, Preempted
     from expkit.engine.trainer import NonFiniteLossError
+    from expkit.launch import ddp
 
     directory = run_dir()
     rank_zero = dist.is_rank_zero()
@@ -119,13 +120,17 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
             OmegaConf.save(cfg, directory / "config.yaml", resolve=True)
             show_config_tree(cfg, directory)
             log.info("run directory: %s", directory)
-        metrics = work(cfg)
+        if ddp.should_launch(cfg):
+            metrics = ddp.launch(cfg, work)  # trainer=ddp: start the workers, get rank 0's metrics
+        else:
+            ddp.check_torchrun_world(cfg)
+            metrics = work(cfg)
     except Preempted as e:
         log.warning("%s", e)
         sys.exit(EXIT_PREEMPTED)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line, a status and an exit code
         known = isinstance(e, (ConfigError, CheckpointError, NonFiniteLossError, InstantiationException,
-                               FileNotFoundError, ValueError))
+                               FileNotFoundError, ValueError, ddp.WorkerFailed))
         message = _one_line(e)
         if rank_zero:
             _record(directory, "failed", error=message)
@@ -135,6 +140,8 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
         if not known:
             raise
         log.error("error: %s", message)
+        if isinstance(e, ddp.WorkerFailed):
+            sys.exit(e.exit_code)
         sys.exit(EXIT_BAD_INPUT if isinstance(e, (ConfigError, CheckpointError, InstantiationException,
                                                   FileNotFoundError, ValueError)) else EXIT_FAILED)
     if rank_zero:

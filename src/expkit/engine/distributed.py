@@ -37,6 +37,23 @@ def default_backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+_env_store: tdist.Store | None = None
+
+
+def env_store(timeout_s: float = 300.0) -> tdist.Store:
+    """The key-value store of this job's rendezvous (torchrun's agent store, or one rank 0 hosts).
+
+    Created once per process and reused by ``init_from_env``, so ranks can agree on
+    things (the run directory) before the process group exists, and a store that
+    rank 0 hosts is never started twice on ``MASTER_PORT``.
+    """
+    global _env_store
+    if _env_store is None:
+        store, _, _ = next(tdist.rendezvous("env://", timeout=datetime.timedelta(seconds=timeout_s)))
+        _env_store = store
+    return _env_store
+
+
 def init_from_env(device: torch.device, timeout_s: float = 300.0) -> None:
     """Join the process group torchrun / elastic_launch described in the environment."""
     if is_distributed():
@@ -47,7 +64,14 @@ def init_from_env(device: torch.device, timeout_s: float = 300.0) -> None:
             "`python train.py trainer=ddp trainer.devices=N` or `torchrun --nproc_per_node=N train.py trainer=ddp`")
     if device.type == "cuda":
         torch.cuda.set_device(local_rank())
-    tdist.init_process_group(default_backend(device), timeout=datetime.timedelta(seconds=timeout_s))
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if _env_store is None:
+        tdist.init_process_group(default_backend(device), timeout=timeout)
+    else:
+        _env_store.set_timeout(timeout)
+        tdist.init_process_group(default_backend(device), store=tdist.PrefixStore("default_pg", _env_store),
+                                 rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                                 timeout=timeout)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

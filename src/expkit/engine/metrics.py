@@ -33,10 +33,15 @@ class MeanAccumulator:
 
     def compute(self, sync: bool = True) -> dict[str, float]:
         """Read the means (one host sync), reduced over all ranks when ``sync``."""
-        if not self.sums:
+        sync = sync and dist.is_distributed()
+        # A rank whose evaluation shard is empty has no names; it still has to join the
+        # all-reduce, so rank 0 (whose shard is never the smaller one) says which names.
+        names = dist.broadcast_object(sorted(self.sums)) if sync else sorted(self.sums)
+        if not names:
             return {}
-        names = sorted(self.sums)
-        stacked = torch.stack([self.sums[n] for n in names] + [self.sums[names[0]].new_tensor(self.count)])
+        zero = torch.zeros((), dtype=torch.float64)
+        sums = [self.sums.get(n, zero) for n in names]
+        stacked = torch.stack([s.to(sums[0].device) for s in sums] + [sums[0].new_tensor(self.count)])
         if sync:
             stacked = dist.all_reduce_sum(stacked)
         values = stacked.tolist()

@@ -494,6 +494,7 @@ class Trainer:
         state = self.state_dict()  # every rank builds it: RNG and loader calls stay in step
         if dist.is_rank_zero():
             ckpt.save_atomic(state, path)
+        dist.barrier()  # no rank reads the file (test with best.ckpt) before rank 0 has written it
         self.last_checkpoint_path = str(path)
         return str(path)
 

@@ -1,0 +1,208 @@
+"""``python train.py trainer=ddp``: the composed run starts its own DDP workers.
+
+Hydra composes once, in the parent, which owns the run directory. The parent starts
+``trainer.devices`` workers through torch's elastic launcher (the engine behind
+torchrun) with a standalone rendezvous on localhost, and hands each worker the
+resolved config as plain data plus the parent's Hydra runtime config (so
+``run_dir()`` and the log file are the parent's). Every worker builds the objects
+and trains; rank 0 appends to the same ``train.log`` and writes TensorBoard and
+checkpoints; other ranks log warnings to stderr only. The parent gets rank 0's
+metrics back. When a worker fails the launcher stops the others and the parent
+reports the first failure as one line.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from typing import Any, Callable
+
+from expkit.config import ConfigError
+from expkit.engine import distributed as dist
+
+log = logging.getLogger("expkit")
+
+#: Seconds the launcher gives the other workers to stop after one failed, before SIGKILL.
+SHUTDOWN_TIMEOUT_S = 30
+#: Exit statuses, as in ``runner.run``: bad input, failed while training.
+EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
+
+
+class WorkerFailed(RuntimeError):
+    """A worker of a DDP run failed; the message is one line naming the rank and its error."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def should_launch(cfg: Any) -> bool:
+    """DDP asked for, and we are not already a worker (of this launcher or of torchrun)."""
+    return cfg.trainer.get("strategy") == "ddp" and not dist.launched_by_torchrun()
+
+
+def check_torchrun_world(cfg: Any) -> None:
+    """Several torchrun processes without DDP would each train alone on all the data."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if dist.launched_by_torchrun() and world > 1 and cfg.trainer.get("strategy") != "ddp":
+        raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')!r}: this process is one of "
+                          f"WORLD_SIZE={world} started by torchrun; use trainer=ddp")
+
+
+def num_workers(cfg: Any) -> int:
+    """``trainer.devices``, checked against the machine: one worker per GPU, or CPU processes."""
+    import torch
+
+    devices, accelerator = int(cfg.trainer.devices), cfg.trainer.get("accelerator", "auto")
+    tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1"))
+    if tasks > 1:  # each SLURM task would start its own separate DDP job on its node
+        raise ConfigError(f"trainer.strategy=ddp in a SLURM step of {tasks} tasks: this launcher starts the "
+                          "workers of one node; use one task per job (submitit: nodes=1, tasks_per_node=1) or, "
+                          "for several nodes, one task per node running torchrun (see the README)")
+    if accelerator == "mps":
+        raise ConfigError("trainer.accelerator='mps' with trainer.strategy=ddp: MPS has no distributed "
+                          "backend; use trainer.accelerator=cpu")
+    uses_cuda = accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available())
+    if uses_cuda and devices > torch.cuda.device_count():
+        raise ConfigError(f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA "
+                          "device(s); use at most that many (or trainer.accelerator=cpu)")
+    return devices
+
+
+def launch(cfg: Any, work: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``work(cfg)`` on ``trainer.devices`` local DDP workers; rank 0's result."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from expkit.config import to_plain
+
+    nprocs = num_workers(cfg)
+    hydra_cfg = HydraConfig.instance().cfg if HydraConfig.initialized() else None
+    log.info("starting %d DDP workers (rank 0 logs here)", nprocs)
+    results = run_workers(_worker, nprocs, (work, to_plain(cfg), hydra_cfg))
+    return results[0]
+
+
+def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = ()) -> dict[int, Any]:
+    """``fn(*args)`` on ``nprocs`` local processes started by torch's elastic launcher.
+
+    ``fn`` must be importable (a module-level function): workers are spawned.
+    Returns {rank: return value}; raises ``WorkerFailed`` if any worker failed.
+    """
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logs = tempfile.mkdtemp(prefix="expkit-ddp-")  # the launcher's per-rank error files; removed below
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=uuid.uuid4().hex,
+        rdzv_backend="c10d", rdzv_endpoint="localhost:0",  # torchrun --standalone: a store on a free port
+        max_restarts=0, start_method="spawn", logs_specs=DefaultLogsSpecs(log_dir=logs),
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    quiet = logging.getLogger("torch.distributed.elastic")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its banner and failure dumps would bury our one line (workers log their own)
+    try:
+        return elastic_launch(config, fn)(*args)
+    except ChildFailedError as e:
+        raise _as_worker_failed(e) from None
+    except SignalException as e:
+        # The launcher was signalled (preemption) and passed the signal on: the workers saved
+        # last.ckpt at their next step boundary, as a single process does.
+        from expkit.engine.preemption import Preempted
+
+        raise Preempted(e.sigval.name, "last") from None
+    finally:
+        quiet.setLevel(level)
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+def lost_peer(message: str) -> bool:
+    """Does this error only say that another rank went away (so it is not the root cause)?"""
+    return any(words in message for words in ("DistBackendError", "DistNetworkError", "Connection closed by peer",
+                                               "Connection reset by peer", "Broken pipe", "remote worker crashing"))
+
+
+def _as_worker_failed(error: Any) -> WorkerFailed:
+    """The first failure, preferring a rank that raised over ranks that were stopped or lost a peer."""
+    def text(failure: Any) -> str:
+        message = failure.message
+        if isinstance(message, dict):
+            message = message.get("message", "")
+        return " ".join(str(message).split()) or f"exit code {failure.exitcode}"
+
+    def secondary(failure: Any) -> bool:
+        return failure.exitcode < 0 or lost_peer(text(failure))
+
+    rank, failure = min(error.failures.items(), key=lambda item: (secondary(item[1]), item[1].timestamp, item[0]))
+    code = failure.exitcode if failure.exitcode > 0 else EXIT_FAILED
+    return WorkerFailed(f"DDP rank {rank} failed: {text(failure)}", exit_code=code)
+
+
+def _worker(work: Callable[[Any], dict[str, Any]], plain_cfg: dict[str, Any], hydra_cfg: Any) -> dict[str, Any]:
+    """One DDP worker: adopt the parent's Hydra runtime, set up logging, run ``work``."""
+    import torch.distributed as tdist
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if hydra_cfg is not None:
+        HydraConfig.instance().set_config(hydra_cfg)  # run_dir(), overrides and job name as in the parent
+    configure_worker_logging(hydra_cfg)
+    try:
+        result = work(OmegaConf.create(plain_cfg))
+    except Exception as e:  # noqa: BLE001 - becomes this process's exit code and the launcher's error file
+        code = exit_code_for(e)
+        if lost_peer(str(e)):
+            log.warning("rank %d stopped: %s", dist.rank(), " ".join(str(e).split())[:200])
+        elif code is None:
+            log.exception("rank %d failed", dist.rank())  # unexpected: show where, as a single process would
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+        ErrorHandler().record_exception(e)  # what the parent reports
+        sys.exit(code or EXIT_FAILED)
+    if tdist.is_initialized():
+        tdist.destroy_process_group()
+    return result
+
+
+def exit_code_for(error: BaseException) -> int | None:
+    """The exit status ``runner.run`` gives a single process for ``error``; None when unexpected."""
+    from hydra.errors import InstantiationException
+
+    from expkit.engine.checkpoint import CheckpointError
+    from expkit.engine.preemption import EXIT_PREEMPTED, Preempted
+    from expkit.engine.trainer import NonFiniteLossError
+
+    if isinstance(error, Preempted):
+        return EXIT_PREEMPTED
+    if isinstance(error, (ConfigError, CheckpointError, InstantiationException, FileNotFoundError, ValueError)):
+        return EXIT_BAD_INPUT
+    if isinstance(error, NonFiniteLossError):
+        return EXIT_FAILED
+    return None
+
+
+def configure_worker_logging(hydra_cfg: Any) -> None:
+    """Rank 0 logs as the parent does (Hydra's job logging: console + the run's log file,
+    opened for appending); the other ranks print warnings and errors to stderr only."""
+    if dist.rank() == 0 and hydra_cfg is not None:
+        from hydra.core.utils import configure_log
+
+        configure_log(hydra_cfg.hydra.job_logging, hydra_cfg.hydra.verbose)
+    else:
+        quiet_rank_logging()
+
+
+def quiet_rank_logging() -> None:
+    """Warnings and errors of a non-zero rank, to stderr, tagged with the rank."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"[%(asctime)s][rank {dist.rank()}][%(name)s][%(levelname)s] - "
+                                           "%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)

@@ -1,0 +1,151 @@
+"""DDP on torch.distributed, on CPU with gloo and two processes.
+
+Engine level (one elastic launch, in-process): 2 ranks x batch B/2 equal 1 process x
+batch B; metrics over uneven evaluation shards equal the single-process values;
+mid-epoch checkpoints move between world sizes. End to end (real subprocesses):
+`python train.py trainer=ddp` and `torchrun ... train.py trainer=ddp` each leave one
+complete run directory; a failing rank ends the job with its error.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ddp_helpers
+from conftest import FAST, ROOT, read_json, read_scalars, train
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+#: Workers import ddp_helpers (task._target_) and this checkout's expkit.
+WORKER_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+GLOBAL_BATCH, MID_STEP = 32, 4  # 96 samples: 3 steps per epoch, step 4 is inside epoch 1
+
+
+# ------------------------------------------------------------------ engine level
+@pytest.fixture(scope="module")
+def engine_runs(tmp_path_factory):
+    """One 2-process launch running ddp_helpers.ddp_worker, and the single-process counterparts."""
+    from expkit.launch.ddp import run_workers
+
+    tmp = tmp_path_factory.mktemp("engine")
+    single_ckpts, ddp_ckpts = tmp / "single", tmp / "ddp"
+    ddp_helpers.fit(GLOBAL_BATCH, max_epochs=2, stop_at_step=MID_STEP, checkpoint_dir=str(single_ckpts))
+    results = run_workers(ddp_helpers.ddp_worker, 2, (GLOBAL_BATCH // 2, MID_STEP,
+                                                      str(single_ckpts / "last.ckpt"), str(ddp_ckpts)))
+    single = ddp_helpers.fit(GLOBAL_BATCH, max_epochs=2)
+    return {"ddp": results, "single": single, "ddp_mid_ckpt": ddp_ckpts / "last.ckpt"}
+
+
+def assert_same_weights(a: dict, b: dict, atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m: f"{key}: {m}")
+
+
+def test_two_ranks_with_half_batches_equal_one_process(engine_runs):
+    ddp, single = engine_runs["ddp"], engine_runs["single"]
+    assert_same_weights(ddp[0]["weights"], ddp[1]["weights"], atol=0)  # DDP keeps the replicas identical
+    assert_same_weights(ddp[0]["weights"], single)
+    initial = ddp_helpers._task().model.state_dict()
+    assert any((single[k] - initial[k]).abs().max() > 1e-3 for k in single)  # training moved the weights
+
+
+def test_metrics_over_uneven_shards_equal_single_process(engine_runs):
+    assert ddp_helpers.NUM_VAL % 2 and ddp_helpers.NUM_VAL % ddp_helpers.EVAL_BATCH  # 26 + 25 samples
+    ddp = engine_runs["ddp"]
+    expected = ddp_helpers.validate(ddp[0]["weights"])
+    for rank in (0, 1):
+        assert ddp[rank]["val"]["val/acc"] == expected["val/acc"]  # correct / count, exactly
+        assert ddp[rank]["val"]["val/loss"] == pytest.approx(expected["val/loss"], abs=1e-6)
+    assert 0 < expected["val/acc"] < 1  # a non-trivial value, so a wrong count would show
+    # Fewer samples than ranks: rank 1 evaluates nothing, yet joins the reduction (no hang).
+    alone = ddp_helpers.validate(ddp[0]["weights"], num_val=1)
+    assert ddp[0]["val_one_sample"] == ddp[1]["val_one_sample"] == pytest.approx(alone, abs=1e-6)
+
+
+def test_mid_epoch_checkpoint_moves_between_world_sizes(engine_runs):
+    state = torch.load(engine_runs["ddp_mid_ckpt"], weights_only=True)
+    assert state["world_size"] == 2 and state["loop"]["global_step"] == MID_STEP
+    assert not state["loop"]["epoch_finished"] and state["data"]["train"]["position"] == 1
+    resumed_alone = ddp_helpers.fit(GLOBAL_BATCH, max_epochs=2, resume=str(engine_runs["ddp_mid_ckpt"]))
+    assert_same_weights(resumed_alone, engine_runs["single"])  # DDP checkpoint -> one process
+    assert_same_weights(engine_runs["ddp"][0]["resumed_from_single"], engine_runs["single"])  # and back
+
+
+def test_shards_are_disjoint_and_cover_every_sample_once_when_evaluating():
+    from expkit.engine.loaders import epoch_permutation, shard
+
+    for epoch in (0, 1):
+        order = epoch_permutation(51, seed=3, epoch=epoch, shuffle=True)
+        parts = [shard(order, rank, 2, pad=False) for rank in (0, 1)]
+        assert sorted(torch.cat(parts).tolist()) == list(range(51))  # no sample twice, none left out
+        padded = [shard(order, rank, 2, pad=True) for rank in (0, 1)]
+        assert len(padded[0]) == len(padded[1]) == 26  # training: equal steps on every rank
+    assert not torch.equal(epoch_permutation(51, 3, 0, True), epoch_permutation(51, 3, 1, True))  # reshuffled
+
+
+# -------------------------------------------------------------------- end to end
+def only_run_dir(root: Path) -> Path:
+    runs = [p for p in (root / "outputs" / "train").iterdir()]
+    assert len(runs) == 1, f"expected one run directory, found {sorted(p.name for p in runs)}"
+    return runs[0]
+
+
+def assert_complete_run_dir(run: Path) -> dict:
+    """One train.log without repeated lines, one TensorBoard run, checkpoints, results."""
+    assert read_json(run / "status.json")["status"] == "ok"
+    assert sorted(p.name for p in run.glob("*.log")) == ["train.log"]
+    lines = [line.split(" - ", 1)[-1] for line in (run / "train.log").read_text().splitlines()]
+    assert sum("epoch 0 done" in line for line in lines) == 1, lines
+    assert len(lines) == len(set(lines)), "train.log repeats lines"
+    assert len(list((run / "tensorboard").iterdir())) == 1, "more than one TensorBoard event file"
+    scalars = read_scalars(run / "tensorboard")
+    assert [step for step, _ in scalars["val/acc"]] == [scalars["val/acc"][0][0]]  # logged once, by rank 0
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+    assert (run / "config.yaml").is_file() and len(list(run.glob("**/.hydra"))) == 1
+    return read_json(run / "metrics.json")
+
+
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single")
+    train(*FAST, "data.batch_size=64", env={"EXPKIT_ROOT": str(root)})
+    return read_json(only_run_dir(root) / "metrics.json")
+
+
+def test_python_launch_leaves_one_complete_run_dir(tmp_path, single_process_run):
+    proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "data.batch_size=32",
+                 env={"EXPKIT_ROOT": str(tmp_path), **WORKER_ENV})
+    run = only_run_dir(tmp_path)
+    metrics = assert_complete_run_dir(run)
+    assert "rank 1" not in proc.stderr  # other ranks stay quiet when all goes well
+    # 2 x 32 per step is the single process's 64: the same steps, so nearly the same model.
+    assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
+
+
+def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(ROOT / "train.py"), *FAST, "trainer=ddp", "data.batch_size=32"]
+    env = {**os.environ, **WORKER_ENV, "EXPKIT_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = assert_complete_run_dir(only_run_dir(tmp_path))
+    assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
+
+
+def test_failing_rank_stops_the_job_with_its_error(tmp_path):
+    # The timeout only guards against a hang; a healthy failure ends within seconds.
+    proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "task._target_=ddp_helpers.FailOnRankTask",
+                 "logger=none", "test=false", f"hydra.run.dir={tmp_path / 'run'}", env=WORKER_ENV, check=False,
+                 timeout=180)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "error: DDP rank 1 failed: RuntimeError: injected failure on rank 1 at training step 3" in last
+    status = read_json(tmp_path / "run" / "status.json")
+    assert status["status"] == "failed" and "injected failure" in status["error"]
