@@ -194,3 +194,103 @@ def test_non_finite_weights_are_never_saved(tmp_path: Path) -> None:
     state = load(last)
     assert state["loop"]["global_step"] == 6
     assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+# ----------------------------------------------------------------------------- train.py, subprocesses
+
+def last_model(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def issue_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The issue's check: 4 epochs straight in <a>; 2 epochs in <b>, then resumed to 4 in <b>."""
+    a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
+    common = ("model=mlp", "seed=7", "trainer.num_sanity_val_steps=0")
+    train(*common, "trainer.max_epochs=4", f"hydra.run.dir={a}")
+    train(*common, "trainer.max_epochs=2", f"hydra.run.dir={b}")
+    train(*common, f"ckpt_path={b}/checkpoints/last.ckpt", "trainer.max_epochs=4", f"hydra.run.dir={b}")
+    return a, b
+
+
+@pytest.mark.slow
+def test_train_py_two_epochs_plus_resume_equals_four(issue_runs: tuple[Path, Path]) -> None:
+    a, b = issue_runs
+    assert_same_tensors(last_model(a), last_model(b))
+    straight, resumed = read_scalars(a / "tensorboard"), read_scalars(b / "tensorboard")
+    assert_clean_steps(resumed)
+    # The shorter run's own test at its end stays in the history; everything else is identical.
+    assert {t: v for t, v in resumed.items() if not t.startswith("test/")} == \
+        {t: v for t, v in straight.items() if not t.startswith("test/")}
+    assert resumed["test/acc"][-1] == straight["test/acc"][-1]
+    assert read_json(b / "metrics.json")["test/acc"] == read_json(a / "metrics.json")["test/acc"]
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_changed_model_but_not_more_epochs(issue_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    _, b = issue_runs
+    proc = train("model=mlp", "seed=7", "model.hidden_sizes=[32]", f"ckpt_path={b}/checkpoints/last.ckpt",
+                 "trainer.max_epochs=5", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "model.hidden_sizes" in errors[0] and "[128, 64]" in errors[0], proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+# A run long enough to be signalled mid-epoch: 625 batches an epoch, a log line every 20 steps.
+SIGNAL_RUN = ("data=synthetic", "data.num_train=20000", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
+              "model.hidden_sizes=[32]", "model.dropout=0.1", "trainer.accumulate_grad_batches=2",
+              "scheduler=step", "scheduler.step_size=1", "trainer.max_epochs=2", "trainer.num_sanity_val_steps=0",
+              "callbacks.progress_bar.log_every_n_steps=20", "test=false", "seed=5")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    train(*SIGNAL_RUN, f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def run_until_signalled(run_dir: Path, signum: int) -> tuple[int, str]:
+    """Start a training subprocess, send ``signum`` once it logs its first steps, wait for it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SIGNAL_RUN, f"hydra.run.dir={run_dir}"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "epoch 0 step 20:" in line:  # training is under way: signal it now
+                proc.send_signal(signum)
+                break
+        _, rest = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(seen) + rest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "resume"), [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGUSR1, False)],
+                         ids=["SIGTERM", "SIGINT", "SIGUSR1"])
+def test_signal_saves_exits_75_and_resumes_exactly(uninterrupted: Path, tmp_path: Path, signum: int,
+                                                   resume: bool) -> None:
+    """SLURM sends SIGTERM (or SIGUSR1 with --signal); Ctrl-C sends SIGINT. All three take the
+    same path; the resume is run for two of them to keep the test short."""
+    code, log = run_until_signalled(tmp_path, signum)
+    assert code == EXIT_PREEMPTED, log[-3000:]
+    assert f"{signum.name} received: saved {tmp_path}/checkpoints/last.ckpt" in log
+    assert "Traceback" not in log
+    assert read_json(tmp_path / "status.json")["status"] == "preempted"
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["loop"]["epoch"] == 0 and not state["loop"]["epoch_finished"]  # mid-epoch
+    assert 0 < state["data"]["train"]["position"] < 625
+    if not resume:
+        return
+    train(*SIGNAL_RUN, "ckpt_path=last", f"hydra.run.dir={tmp_path}")
+    assert_same_tensors(last_model(uninterrupted), last_model(tmp_path))
+    resumed = read_scalars(tmp_path / "tensorboard")
+    assert_clean_steps(resumed)
+    assert resumed == read_scalars(uninterrupted / "tensorboard")
