@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import FAST, ROOT, read_json, train
-from expkit.callbacks import EarlyStopping, ModelCheckpoint
+from conftest import FAST, read_json, train
+from expkit.callbacks import ModelCheckpoint
 from expkit.data import SyntheticDataModule
 from expkit.engine import CheckpointError, Trainer, seed_everything
 from expkit.engine.checkpoint import FORMAT, FORMAT_VERSION, load, save_atomic
