@@ -24,9 +24,12 @@ def build(node: DictConfig | None, **kwargs):
 
 def train(cfg: DictConfig) -> dict[str, float]:
     from expkit.config import hparams, to_plain
+    from expkit.config.stored import check_resume_config, read_stored_config
     from expkit.engine import seed_everything
 
     ckpt_path = resolve_ckpt_path(cfg, run_dir())
+    if ckpt_path is not None:  # fail before building anything if the model or data shape changed
+        check_resume_config(read_stored_config(ckpt_path), to_plain(cfg), ckpt_path)
     seed_everything(cfg.seed)
     datamodule = build(cfg.data)
     model = build(cfg.model)

@@ -83,6 +83,9 @@ def resolve_ckpt_path(cfg: DictConfig, directory: Path) -> str | None:
         raise ConfigError(f"ckpt_path=last: {path} does not exist (set hydra.run.dir to the run to resume)")
     if not Path(value).is_file():
         raise ConfigError(f"ckpt_path={value}: no such file")
+    if Path(value).resolve().parent.parent != directory.resolve():
+        log.info("resuming %s in a new run directory %s (pass hydra.run.dir=<its run directory> to continue "
+                 "in the same one, with the same TensorBoard run)", value, directory)
     return str(value)
 
 
@@ -127,6 +130,8 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
             metrics = work(cfg)
     except Preempted as e:
         log.warning("%s", e)
+        if rank_zero:
+            _record(directory, "preempted", error=_one_line(e))
         sys.exit(EXIT_PREEMPTED)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line, a status and an exit code
         known = isinstance(e, (ConfigError, CheckpointError, NonFiniteLossError, InstantiationException,

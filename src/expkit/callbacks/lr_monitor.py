@@ -7,16 +7,33 @@ from expkit.engine.callback import Callback
 
 
 class LearningRateMonitor(Callback):
+    """``epoch``: the LR an epoch started with, logged at the epoch's end next to ``train/loss``.
+
+    Nothing is logged when an epoch starts: a run resumed from an end-of-epoch checkpoint
+    starts the next epoch again, and would log that step twice.
+    """
+
     def __init__(self, logging_interval: str = "epoch") -> None:
         if logging_interval not in ("epoch", "step"):
             raise ValueError(f"logging_interval={logging_interval!r}: must be 'epoch' or 'step'")
         self.logging_interval = logging_interval
+        self._epoch_lr: float | None = None  # kept in checkpoints: a mid-epoch resume still logs it
 
     def on_train_epoch_start(self, trainer: Any, task: Any) -> None:
-        if self.logging_interval == "epoch":
-            trainer.log_metrics({"lr": trainer.lr})
+        if trainer.train_loader.position == 0:  # not when resuming in the middle of the epoch
+            self._epoch_lr = trainer.lr
+
+    def on_train_epoch_end(self, trainer: Any, task: Any) -> None:
+        if self.logging_interval == "epoch" and self._epoch_lr is not None:
+            trainer.log_metrics({"lr": self._epoch_lr})
 
     def on_train_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
         if (self.logging_interval == "step" and trainer.optimizer_stepped
                 and trainer.global_step % trainer.log_every_n_steps == 0):
             trainer.log_metrics({"lr": trainer.lr})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch_lr": self._epoch_lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._epoch_lr = state.get("epoch_lr")

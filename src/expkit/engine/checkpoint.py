@@ -50,19 +50,22 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a checkpoint; any problem becomes one ``CheckpointError`` line."""
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load and check a checkpoint; any problem becomes one ``CheckpointError`` line.
+
+    ``mmap=True`` maps tensors lazily: cheap when only the config or loop state is read.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        reason = _unpickler_reason(e)
+        if "Unsupported global" in str(e):
             raise CheckpointError(f"checkpoint {path}: refused, it needs arbitrary pickled objects "
-                                  f"({_short(e)}); expkit only loads tensors and plain containers") from None
-        raise CheckpointError(f"checkpoint {path}: corrupt or not a checkpoint ({first})") from None
+                                  f"({reason}); expkit only loads tensors and plain containers") from None
+        raise CheckpointError(f"checkpoint {path}: corrupt or not a checkpoint ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"checkpoint {path}: corrupt, truncated or not a checkpoint ({_short(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -74,6 +77,17 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise CheckpointError(f"checkpoint {path}: format version {obj['format_version']} is newer than "
                               f"this expkit reads ({FORMAT_VERSION})")
     return obj
+
+
+def _unpickler_reason(e: BaseException) -> str:
+    """The one informative sentence of torch's long weights_only message: what the unpickler
+    met (``GLOBAL argparse.Namespace``, ``Unsupported operand 245``), not how to bypass it."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip().split("\n\n")[0]
+        text = text.replace("Unsupported global: ", "").split(" was not an allowed global")[0]
+    return _short(pickle.UnpicklingError(text))
 
 
 def _short(e: BaseException) -> str:

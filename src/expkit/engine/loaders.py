@@ -153,13 +153,19 @@ class TorchDataLoader(_Resumable):
                          seed=seed, rank=rank, world_size=world_size, pad=pad)
         self.device = torch.device(device)
         pin = self.device.type == "cuda" if pin_memory is None else pin_memory
+        # Its own generator: without one, every ``iter(DataLoader)`` draws a worker base
+        # seed from the global torch RNG, so a run resumed mid-epoch (one extra iterator)
+        # would continue with different dropout than an uninterrupted run.
+        self.generator = torch.Generator()
         self.dataloader = DataLoader(
             dataset, batch_size=batch_size, sampler=_IndexSampler(self), drop_last=drop_last,
-            num_workers=num_workers, pin_memory=pin,
+            num_workers=num_workers, pin_memory=pin, generator=self.generator,
             persistent_workers=persistent_workers and num_workers > 0)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         non_blocking = self.device.type == "cuda"
+        # Worker seeds depend on where the iteration starts, never on the global RNG.
+        self.generator.manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + self.position) % 2**63)
         for batch in self.dataloader:
             self.position += 1
             yield [t.to(self.device, non_blocking=non_blocking) for t in batch]

@@ -491,12 +491,21 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike) -> str:
         """Write a checkpoint atomically (rank 0 only), after checking the loss was finite."""
         self._check_finite()
+        self._check_finite_weights(path)
         state = self.state_dict()  # every rank builds it: RNG and loader calls stay in step
         if dist.is_rank_zero():
             ckpt.save_atomic(state, path)
         dist.barrier()  # no rank reads the file (test with best.ckpt) before rank 0 has written it
         self.last_checkpoint_path = str(path)
         return str(path)
+
+    def _check_finite_weights(self, path: str | os.PathLike) -> None:
+        """A finite loss can still leave inf/NaN weights after the update: never save those."""
+        tensors = [t for t in ckpt.unwrap_model(self._task.model).state_dict().values() if t.is_floating_point()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            where = self.last_checkpoint_path or "none saved yet"
+            raise NonFiniteLossError(f"non-finite weights after step {self.global_step} (epoch {self.epoch}); "
+                                     f"{path} was not written. Last good checkpoint: {where}")
 
     def _load_model_weights(self, task: Any, state: dict[str, Any], path: str) -> None:
         model = ckpt.unwrap_model(task.model)

@@ -5,6 +5,7 @@ config with ``logger=none`` never pays for it.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +18,18 @@ def _hparam_value(value: Any) -> int | float | str | bool:
     if isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _start_after_existing_files(directory: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with the second
+    it was created in: a resumed run's file must not share that second with the file it continues
+    (its purge marker would be read before the events it is meant to hide)."""
+    stamps = [int(part) for part in (p.name.split(".")[3] for p in directory.glob("events.out.tfevents.*"))
+              if part.isdigit()]
+    if stamps:
+        wait = max(stamps) + 1 - time.time()
+        if wait > 0:
+            time.sleep(wait)
 
 
 class TensorBoardLogger:
@@ -39,6 +52,8 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.save_dir.mkdir(parents=True, exist_ok=True)
+            if self._purge_step is not None:
+                _start_after_existing_files(self.save_dir)
             self._writer = SummaryWriter(log_dir=str(self.save_dir), purge_step=self._purge_step)
         return self._writer
 
