@@ -33,7 +33,7 @@ class MeanAccumulator:
         """``(names, float64(values) * batch_size)`` as one vector (float32 on MPS)."""
         stacked = torch.stack(list(values.values())).detach()
         dtype = torch.float64 if stacked.device.type != "mps" else torch.float32
-        return tuple(values), stacked.to(dtype) * batch_size
+        return tuple(values), (stacked if stacked.dtype == dtype else stacked.to(dtype)) * batch_size
 
     def add(self, names: tuple[str, ...], weighted: torch.Tensor, batch_size: int) -> None:
         """Add a vector from ``weigh`` (the same vector may go to several accumulators)."""
