@@ -325,7 +325,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per runner (after one warm-up)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's epochs")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (trainer.num_threads)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch intra-op threads (trainer.num_threads; default: torch's, as train.py uses)")
     parser.add_argument("--workloads", default="digits-mlp,synthetic784-mlp,digits-cnn")
     parser.add_argument("--no-lightning", action="store_true", help="skip Lightning even when installed")
     parser.add_argument("--no-data-path", action="store_true", help="skip the in-memory vs DataLoader check")

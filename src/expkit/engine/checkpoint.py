@@ -59,6 +59,17 @@ _writer: ThreadPoolExecutor | None = None
 _pending: list[Future] = []
 
 
+def _forget_writer() -> None:
+    """A forked child has no writer thread: start a fresh one when it first saves."""
+    global _writer
+    _writer = None
+    _pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_writer)
+
+
 def _publish(fd: int, tmp: str, data: io.BytesIO, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
