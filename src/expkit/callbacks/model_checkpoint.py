@@ -51,14 +51,17 @@ class ModelCheckpoint(Callback):
         if trainer.fast_dev_run:
             return
         pending, self._pending = self._pending, None
+        paths = []
         if pending is not None and self._improved(pending):
             self.best_score, self.best_epoch = pending, trainer.epoch
             self.best_model_path = str(self.dirpath / "best.ckpt")
-            trainer.save_checkpoint(self.best_model_path)
+            paths.append(self.best_model_path)
             log.info("epoch %d: %s=%.4f is the best so far, saved %s", trainer.epoch, self.monitor, pending,
                      self.best_model_path)
         if self.save_last and (trainer.epoch + 1) % self.every_n_epochs == 0:
-            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+            paths.append(self.dirpath / "last.ckpt")
+        if paths:  # best and last of one epoch hold the same state: serialize it once
+            trainer.save_checkpoint(*paths)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_model_path": self.best_model_path}

@@ -53,8 +53,8 @@ class ProgressBar(Callback):
             if now - self._last_refresh >= self.refresh_seconds:
                 self._last_refresh = now
                 self._set_postfix(trainer, now)
-        elif (trainer.is_global_zero and trainer.optimizer_stepped
-              and trainer.global_step % self.log_every_n_steps == 0):
+        elif (trainer.optimizer_stepped and trainer.global_step % self.log_every_n_steps == 0
+              and trainer.is_global_zero):  # cheapest test first: this runs every batch
             rate = self._samples / max(now - self._epoch_start, 1e-9)
             left = (len(trainer.train_loader) - trainer.train_loader.position) * result.batch_size / max(rate, 1e-9)
             log.info("epoch %d step %d: loss %.4f, %.0f samples/s, epoch ETA %.0fs", trainer.epoch,

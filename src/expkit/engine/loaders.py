@@ -54,6 +54,7 @@ class _Resumable:
         self.epoch = 0
         self.position = 0  # batches already served in the current epoch
         self._order: torch.Tensor | None = None  # global order of the current epoch
+        self._sizes: list[int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first batch (a no-op if it is the restored epoch)."""
@@ -75,9 +76,12 @@ class _Resumable:
         return shard(self.order, self.rank, self.world_size, self.pad)
 
     def sizes(self) -> list[int]:
-        """Batch sizes of the whole epoch on this rank (known without touching data)."""
-        n = len(shard(torch.empty(self.num_samples, dtype=torch.uint8), self.rank, self.world_size, self.pad))
-        return batch_sizes(n, self.batch_size, self.drop_last)
+        """Batch sizes of the whole epoch on this rank (known without touching data; the same
+        every epoch, so computed once)."""
+        if self._sizes is None:
+            n = len(shard(torch.empty(self.num_samples, dtype=torch.uint8), self.rank, self.world_size, self.pad))
+            self._sizes = batch_sizes(n, self.batch_size, self.drop_last)
+        return self._sizes
 
     def __len__(self) -> int:
         return len(self.sizes())
@@ -119,8 +123,9 @@ class TensorLoader(_Resumable):
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         indices = self.local_indices().to(self.device)
-        start = sum(self.sizes()[: self.position])
-        for size in self.sizes()[self.position:]:
+        sizes = self.sizes()
+        start = sum(sizes[: self.position])
+        for size in sizes[self.position:]:
             idx = indices[start:start + size]
             start += size
             self.position += 1

@@ -147,7 +147,8 @@ class Trainer:
         self._raw_model: nn.Module | None = None
         self._train_metrics = MeanAccumulator()  # exact means of the current epoch
         self._window = MeanAccumulator()  # since the last step log
-        self._nonfinite_step: torch.Tensor | None = None
+        self._nonfinite_step: int | None = None  # first step with a non-finite loss, once found
+        self._unchecked: list[tuple[int, torch.Tensor]] | None = None  # (step, loss) since the last check
         self._preemption = PreemptionHandler()
 
     # ------------------------------------------------------------------ set-up
@@ -255,8 +256,7 @@ class Trainer:
         val_loader = self._loader(datamodule, "val")
         if ckpt_path is not None:
             self._restore(ckpt_path, task)
-        self._nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        self._step_counter = torch.full((), self.global_step, dtype=torch.long, device=self.device)
+        self._nonfinite_step, self._unchecked = None, []
         if self.logger is not None and dist.is_rank_zero():
             self.logger.start(self.global_step, resumed=ckpt_path is not None)
         self._wrap_model(task)
@@ -280,6 +280,7 @@ class Trainer:
             self.stage, self.fitting = "idle", False
             self._preemption.uninstall()
             self._unwrap_model(task)
+            ckpt.wait_for_saves()
             if self.logger is not None and dist.is_rank_zero():
                 self.logger.flush()
 
@@ -311,21 +312,28 @@ class Trainer:
         sizes = loader.sizes()
         n_batches = _limit(self.limit_train_batches, len(sizes))
         accumulate = self.accumulate_grad_batches
+        # Per-epoch decisions, so the per-batch path does no repeated Python work:
+        # in-memory batches already sit on the device, DDP is known, and callbacks
+        # that do not override on_train_batch_end are not called.
+        move = getattr(loader, "device", None) != self.device or self.channels_last
+        is_ddp = isinstance(task.model, nn.parallel.DistributedDataParallel)
+        batch_hooks = self._overriding("on_train_batch_end")
         # zip stops on the range first, so the loader is never advanced past the limit.
         for batch_idx, batch in zip(range(loader.position, n_batches), loader):
-            batch = self._to_device(batch)
+            if move:
+                batch = self._to_device(batch)
             cycle_start = batch_idx - batch_idx % accumulate
             cycle_end = min(cycle_start + accumulate, n_batches)
             step_now = batch_idx + 1 == cycle_end
             # Weight each micro-batch by its share of the samples in its accumulation
             # cycle, so k accumulated batches equal one k-times larger batch exactly.
-            weight = sizes[batch_idx] / sum(sizes[cycle_start:cycle_end])
-            sync_context = (task.model.no_sync() if not step_now and isinstance(
-                task.model, nn.parallel.DistributedDataParallel) else contextlib.nullcontext())
+            # (Without accumulation the weight is exactly 1: no multiply, no extra autograd node.)
+            weight = 1.0 if accumulate == 1 else sizes[batch_idx] / sum(sizes[cycle_start:cycle_end])
+            sync_context = task.model.no_sync() if not step_now and is_ddp else contextlib.nullcontext()
             with sync_context:
                 with self._autocast():
                     result = task.training_step(batch)
-                loss = result.loss * weight
+                loss = result.loss if weight == 1.0 else result.loss * weight
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:
@@ -334,19 +342,37 @@ class Trainer:
             self.optimizer_stepped = step_now
             if step_now:
                 self._optimizer_step()
-            self._call("on_train_batch_end", result, batch, batch_idx)
+            for hook in batch_hooks:
+                hook(self, task, result, batch, batch_idx)
             if step_now and (self._max_steps_reached() or self._preempt_requested(at_epoch_end=False)):
                 if self._preemption.received:
                     self._preempt()
                 break
         self.optimizer_stepped = False
 
+    def _overriding(self, hook: str) -> list[Any]:
+        """Bound ``hook`` methods of the callbacks that implement it (not the base no-op)."""
+        base = getattr(Callback, hook)
+        return [getattr(c, hook) for c in self.callbacks
+                if getattr(type(c), hook, None) is not base or hook in vars(c)]
+
     def _track(self, result: Any) -> None:
-        """Accumulate metrics and note the first non-finite loss, all on the device."""
-        self._train_metrics.update(result.metrics, result.batch_size)
-        self._window.update(result.metrics, result.batch_size)
-        bad = ~torch.isfinite(result.loss.detach()) & (self._nonfinite_step < 0)
-        self._nonfinite_step = torch.where(bad, self._step_counter, self._nonfinite_step)
+        """Accumulate metrics on the device and keep the loss for the next finiteness check.
+
+        The metrics are weighted once, as one vector, and added to both accumulators
+        (four small device ops per step). The losses since the last check are only kept
+        (no device work); ``_check_finite`` tests them all at once when it syncs anyway.
+        """
+        if result.metrics:
+            names, weighted = MeanAccumulator.weigh(result.metrics, result.batch_size)
+            self._train_metrics.add(names, weighted, result.batch_size)
+            self._window.add(names, weighted, result.batch_size)
+        else:
+            self._train_metrics.count += result.batch_size
+            self._window.count += result.batch_size
+        self._unchecked.append((self.global_step, result.loss.detach()))
+        if len(self._unchecked) >= 4096:  # no log for a long while: check now to bound memory
+            self._check_finite()
 
     def _optimizer_step(self) -> None:
         if self.gradient_clip_val is not None:
@@ -366,7 +392,6 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
         self.global_step += 1
-        self._step_counter += 1
         if self.global_step % self.log_every_n_steps == 0:
             window = {f"train/{k}_step": v for k, v in self._window.compute(sync=False).items()}
             self._window.reset()
@@ -375,9 +400,15 @@ class Trainer:
 
     def _check_finite(self) -> None:
         """Raise if any step since the start produced a non-finite loss (one host sync)."""
-        if self._nonfinite_step is None:
+        if self._unchecked is None:
             return
-        bad = int(dist.all_reduce_max(float(self._nonfinite_step.item())))
+        if self._nonfinite_step is None and self._unchecked:
+            pending, self._unchecked = self._unchecked, []
+            finite = torch.isfinite(torch.stack([loss.reshape(()) for _, loss in pending]))
+            if not bool(finite.all()):
+                self._nonfinite_step = pending[int((~finite).nonzero()[0])][0]
+        local = -1 if self._nonfinite_step is None else self._nonfinite_step
+        bad = int(dist.all_reduce_max(float(local)))
         if bad >= 0:
             where = self.last_checkpoint_path or "none saved yet"
             raise NonFiniteLossError(f"non-finite loss at step {bad + 1} (epoch {self.epoch}); training stopped. "
@@ -488,15 +519,19 @@ class Trainer:
                          "python": platform.python_version()},
         }
 
-    def save_checkpoint(self, path: str | os.PathLike) -> str:
-        """Write a checkpoint atomically (rank 0 only), after checking the loss was finite."""
+    def save_checkpoint(self, path: str | os.PathLike, *copies: str | os.PathLike) -> str:
+        """Write a checkpoint atomically (rank 0 only), after checking the loss was finite.
+        ``copies``: more paths for the same state (serialized once: best.ckpt and last.ckpt)."""
         self._check_finite()
         self._check_finite_weights(path)
         state = self.state_dict()  # every rank builds it: RNG and loader calls stay in step
         if dist.is_rank_zero():
-            ckpt.save_atomic(state, path)
+            # In one process the disk writes overlap training (fit waits for them at its end).
+            # Under DDP they are synchronous: other ranks read best.ckpt right after the barrier.
+            background = self.fitting and not dist.is_distributed()
+            ckpt.save_atomic(state, path, background=background, copies=copies)
         dist.barrier()  # no rank reads the file (test with best.ckpt) before rank 0 has written it
-        self.last_checkpoint_path = str(path)
+        self.last_checkpoint_path = str(copies[-1] if copies else path)
         return str(path)
 
     def _check_finite_weights(self, path: str | os.PathLike) -> None:

@@ -1,0 +1,409 @@
+"""Training throughput: the engine with its default callbacks vs hand-written loops
+(and Lightning's Trainer when it is installed), side by side in one process.
+
+    PYTHONPATH=src python benchmarks/train_throughput.py            # ~3 minutes on 2 quiet cores
+    PYTHONPATH=src python benchmarks/train_throughput.py --reps 3 --workloads digits-mlp --threads 2
+
+Runners, all with the same model (same seed, so the same initial weights), the same
+in-memory tensors, the same batch order and the same number of epochs:
+
+- engine: ``Trainer`` as ``python train.py`` builds it, with conf/callbacks/default.yaml
+  (ModelCheckpoint, EarlyStopping, LearningRateMonitor, ProgressBar) and the TensorBoard
+  logger, sanity validation and step logs every 50 steps.
+- hand-written: the same outputs by hand: train while summing loss and correct
+  predictions on the device, validate, write the epoch scalars to TensorBoard, save
+  ``last`` (and ``best`` when val accuracy improves) every epoch.
+- hand-written, bare: forward, loss, backward, step, zero_grad and nothing else.
+- lightning: ``lightning.Trainer`` with the equivalent callbacks and logger, fed the
+  same in-memory batches.
+
+Runners are interleaved and rotated (no runner always goes first) after one warm-up
+each, so drifting machine load hits all alike; ratios are per repetition, then the
+median (min-max). Wall-clock ratios are the result; CPU-time ratios are printed too
+because they move less on a shared machine. The engine's final training loss must
+equal both hand-written loops' to 1e-5 (exit status 1 otherwise).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from expkit.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from expkit.data import DigitsDataModule, SyntheticDataModule
+from expkit.data.base import DataModule
+from expkit.engine import Trainer
+from expkit.engine.loaders import TensorLoader, epoch_permutation
+from expkit.loggers import TensorBoardLogger
+from expkit.models import CNN, MLP
+from expkit.tasks import ClassificationTask
+
+LR = 3e-3
+SEED = 0
+
+
+@dataclass
+class Workload:
+    name: str
+    make_data: Callable[[], DataModule]
+    make_model: Callable[[DataModule], nn.Module]
+    epochs: int
+
+
+def workloads(scale: float) -> dict[str, Workload]:
+    def epochs(n: int) -> int:
+        return max(1, round(n * scale))
+
+    return {
+        "digits-mlp": Workload("MLP, digits 1,257 x 64, batch 64",
+                               lambda: DigitsDataModule(batch_size=64, seed=SEED),
+                               lambda dm: MLP(dm.input_shape, dm.num_classes), epochs(20)),
+        "synthetic784-mlp": Workload("MLP, synthetic 60,000 x 784, batch 128",
+                                     lambda: SyntheticDataModule(input_shape=(784,), num_train=60_000, num_val=2_048,
+                                                                 num_test=256, batch_size=128, seed=SEED),
+                                     lambda dm: MLP(dm.input_shape, dm.num_classes), epochs(2)),
+        "digits-cnn": Workload("CNN, digits 1,257 x 1x8x8, batch 128",
+                               lambda: DigitsDataModule(batch_size=128, seed=SEED),
+                               lambda dm: CNN(dm.input_shape, dm.num_classes), epochs(4)),
+    }
+
+
+# ---------------------------------------------------------------- measuring
+def reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets this process's peak RSS (VmHWM)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu_seconds: float
+    steps: int
+    model: nn.Module
+    peak_rss_mb: float
+
+
+def timed(fn: Callable[[], tuple[int, nn.Module]]) -> Run:
+    reset_peak_rss()
+    cpu, start = time.process_time(), time.perf_counter()
+    steps, model = fn()
+    return Run(time.perf_counter() - start, time.process_time() - cpu, steps, model, peak_rss_mb())
+
+
+# ------------------------------------------------------------------ runners
+def run_engine(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
+    """``python train.py``'s objects with conf/callbacks/default.yaml and conf/logger/tensorboard.yaml."""
+    torch.manual_seed(SEED)
+    task = ClassificationTask(wl.make_model(dm), optimizer=partial(torch.optim.Adam, lr=LR))
+    with tempfile.TemporaryDirectory() as out:
+        callbacks = [ModelCheckpoint(dirpath=f"{out}/checkpoints", monitor="val/acc", mode="max", save_last=True),
+                     EarlyStopping(monitor="val/acc", mode="max", patience=wl.epochs + 1),
+                     LearningRateMonitor(logging_interval="epoch"),
+                     ProgressBar(refresh_seconds=0.5, log_every_n_steps=50)]
+        logger = TensorBoardLogger(save_dir=f"{out}/tensorboard")
+        trainer = Trainer(max_epochs=wl.epochs, max_steps=max_steps, num_threads=threads, num_sanity_val_steps=2,
+                          log_every_n_steps=50, callbacks=callbacks, logger=logger, default_root_dir=out)
+        trainer.fit(task, dm)
+        logger.finalize()
+    return trainer.global_step, task.model
+
+
+def run_hand(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
+    """The same outputs written by hand: each epoch trains while summing the loss and the
+    correct predictions on the device, validates, writes the four epoch scalars to
+    TensorBoard and saves ``last.pt`` (and ``best.pt`` when val accuracy improves)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(SEED)
+    model = wl.make_model(dm)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    x, y = dm.splits["train"]
+    vx, vy = dm.splits["val"]
+    bs, eval_bs = dm.batch_size, dm.eval_batch_size
+    best, steps = -1.0, 0
+    with tempfile.TemporaryDirectory() as out:
+        writer = SummaryWriter(f"{out}/tensorboard")
+        for epoch in range(wl.epochs):
+            model.train()
+            order = epoch_permutation(len(y), SEED, epoch, shuffle=True)
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            correct = torch.zeros((), dtype=torch.long)
+            for start in range(0, len(y), bs):
+                idx = order[start:start + bs]
+                xb, yb = x[idx], y[idx]
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.argmax(1) == yb).sum()
+                steps += 1
+                if steps == max_steps:
+                    break
+            model.eval()
+            val_loss, val_correct = 0.0, 0
+            with torch.no_grad():
+                for start in range(0, len(vy), eval_bs):
+                    logits = model(vx[start:start + eval_bs])
+                    val_loss += F.cross_entropy(logits, vy[start:start + eval_bs], reduction="sum").item()
+                    val_correct += (logits.argmax(1) == vy[start:start + eval_bs]).sum().item()
+            acc = val_correct / len(vy)
+            seen = min(len(y), steps * bs) if epoch == 0 else len(y)
+            for tag, value in (("train/loss", loss_sum.item() / seen), ("train/acc", correct.item() / seen),
+                               ("val/loss", val_loss / len(vy)), ("val/acc", acc)):
+                writer.add_scalar(tag, value, steps)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
+            if acc > best:
+                best = acc
+                torch.save(state, f"{out}/best.pt")
+            torch.save(state, f"{out}/last.pt")
+            if steps == max_steps:
+                break
+        writer.close()
+    return steps, model
+
+
+def run_bare(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
+    """The minimum: forward, loss, backward, step, zero_grad; no metrics, validation or saving."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(SEED)
+    model = wl.make_model(dm)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    x, y = dm.splits["train"]
+    steps = 0
+    model.train()
+    for epoch in range(wl.epochs):
+        order = epoch_permutation(len(y), SEED, epoch, shuffle=True)
+        for start in range(0, len(y), dm.batch_size):
+            idx = order[start:start + dm.batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            steps += 1
+            if steps == max_steps:
+                return steps, model
+    return steps, model
+
+
+class _Batches:
+    """The engine's in-memory batches as a plain iterable, one new epoch per ``iter``."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool) -> None:
+        self.loader = TensorLoader(tensors, batch_size, shuffle=shuffle, seed=SEED)
+        self.epoch = -1
+
+    def __iter__(self):
+        self.epoch += 1
+        self.loader.set_epoch(self.epoch)
+        self.loader.restart()
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def lightning_runner() -> Callable[..., tuple[int, nn.Module]] | None:
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+    class LitClassifier(L.LightningModule):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def _step(self, batch, stage: str):
+            x, y = batch
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True)
+            self.log(f"{stage}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+            return loss
+
+        def training_step(self, batch, batch_idx):
+            return self._step(batch, "train")
+
+        def validation_step(self, batch, batch_idx):
+            self._step(batch, "val")
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=LR)
+
+    def run(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
+        from lightning.pytorch.callbacks import EarlyStopping as LEarly
+        from lightning.pytorch.callbacks import LearningRateMonitor as LLr
+        from lightning.pytorch.callbacks import ModelCheckpoint as LCkpt
+        from lightning.pytorch.loggers import TensorBoardLogger as LTb
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(SEED)
+        module = LitClassifier(wl.make_model(dm))
+        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):
+            trainer = L.Trainer(
+                max_epochs=wl.epochs, max_steps=max_steps, accelerator="cpu", devices=1, num_sanity_val_steps=2,
+                log_every_n_steps=50, enable_model_summary=False, default_root_dir=out,
+                logger=LTb(save_dir=out, name="tensorboard"),
+                callbacks=[LCkpt(dirpath=f"{out}/checkpoints", monitor="val/acc", mode="max", save_last=True),
+                           LEarly(monitor="val/acc", mode="max", patience=wl.epochs + 1,
+                                  check_on_train_epoch_end=False),
+                           LLr(logging_interval="epoch")])
+            trainer.fit(module, _Batches(dm.splits["train"], dm.batch_size, True),
+                        _Batches(dm.splits["val"], dm.eval_batch_size, False))
+        return trainer.global_step, module.model
+
+    return run
+
+
+# ------------------------------------------------------------------- checks
+@torch.no_grad()
+def train_loss(model: nn.Module, dm: DataModule) -> float:
+    model.eval()
+    x, y = dm.splits["train"]
+    return F.cross_entropy(model(x), y).item()
+
+
+def data_path_speed(batch_size: int = 128, epochs: int = 2) -> dict[str, float]:
+    """Samples/s of one shuffled pass over 60,000 x 784 tensors: in-memory slicing vs DataLoader."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.randn(60_000, 784)
+    y = torch.randint(0, 10, (60_000,))
+    results = {}
+    memory = TensorLoader((x, y), batch_size, shuffle=True, seed=SEED)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
+    for name, make_iter in (("memory", lambda e: (memory.set_epoch(e), iter(memory))[1]),
+                            ("dataloader", lambda e: iter(loader))):
+        for warm in (True, False):
+            start = time.perf_counter()
+            n = 0
+            for epoch in range(1 if warm else epochs):
+                for xb, yb in make_iter(epoch + (0 if warm else 1)):
+                    n += len(yb)
+            if not warm:
+                results[name] = n / (time.perf_counter() - start)
+    return results
+
+
+# ------------------------------------------------------------------- report
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per runner (after one warm-up)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's epochs")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch intra-op threads (trainer.num_threads; default: torch's, as train.py uses)")
+    parser.add_argument("--workloads", default="digits-mlp,synthetic784-mlp,digits-cnn")
+    parser.add_argument("--no-lightning", action="store_true", help="skip Lightning even when installed")
+    parser.add_argument("--no-data-path", action="store_true", help="skip the in-memory vs DataLoader check")
+    args = parser.parse_args()
+
+    logging.disable(logging.WARNING)  # the engine's progress lines would go to stderr
+    torch.set_num_threads(args.threads)
+    runners: dict[str, Callable] = {"engine": run_engine, "hand-written": run_hand, "hand-written, bare": run_bare}
+    lightning = None if args.no_lightning else lightning_runner()
+    if lightning is not None:
+        runners["lightning"] = lightning
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, threads={args.threads}, reps={args.reps}, load average {load:.2f} at start"
+          + ("" if lightning else ", Lightning not installed"))
+    all_wl = workloads(args.scale)
+    failures = []
+    for key in args.workloads.split(","):
+        wl = all_wl[key]
+        dm = wl.make_data()
+        dm.setup()
+        n_train = dm.num_samples("train")
+        names = list(runners)
+        for name in names:  # warm-up: allocator, lazy imports, first-call paths
+            timed(lambda: runners[name](dm, wl, args.threads))
+        times: dict[str, list[Run]] = {name: [] for name in names}
+        one_step: dict[str, list[float]] = {name: [] for name in names}
+        for rep in range(args.reps):
+            order = names[rep % len(names):] + names[:rep % len(names)]  # rotate: no runner always goes first
+            for name in order:
+                times[name].append(timed(lambda: runners[name](dm, wl, args.threads)))
+            for name in order:  # a fit of one step: what a fit costs besides its steps
+                one_step[name].append(timed(lambda: runners[name](dm, wl, args.threads, max_steps=1)).seconds)
+        engine_loss = train_loss(times["engine"][-1].model, dm)
+        checks = []
+        for name in ("hand-written", "hand-written, bare"):
+            other = train_loss(times[name][-1].model, dm)
+            checks.append(f"{name} {other:.6f}")
+            if abs(engine_loss - other) > 1e-5:
+                failures.append(f"{key}: engine final loss {engine_loss:.7f} != {name} {other:.7f}")
+        steps = times["engine"][-1].steps
+        rows = []
+        for name in names:
+            runs = times[name]
+            secs = [r.seconds for r in runs]
+            per_step = statistics.median(secs) / runs[-1].steps
+            rows.append({
+                "runner": name,
+                "samples/s": f"{wl.epochs * n_train / statistics.median(secs):,.0f}",
+                "us/step": f"{per_step * 1e6:,.0f}",
+                "engine / this, wall": "" if name == "engine" else spread(
+                    [e.seconds / r.seconds for e, r in zip(times["engine"], runs)]),
+                "engine / this, CPU": "" if name == "engine" else spread(
+                    [e.cpu_seconds / r.cpu_seconds for e, r in zip(times["engine"], runs)]),
+                "fixed s/fit": f"{statistics.median(one_step[name]) - per_step:.3f}",
+                "peak RSS MB": f"{max(r.peak_rss_mb for r in runs):.0f}",
+            })
+        print(f"\n## {key}: {wl.name}; {wl.epochs} epochs, {steps} steps per fit; final train loss: "
+              f"engine {engine_loss:.6f}, {', '.join(checks)}", flush=True)
+        print_table(rows)
+    if not args.no_data_path:
+        speed = data_path_speed()
+        print(f"\n## data path, 60,000 x 784 float32, batch 128, shuffled: in-memory {speed['memory']:,.0f} "
+              f"samples/s, DataLoader(TensorDataset) {speed['dataloader']:,.0f} samples/s, "
+              f"ratio {speed['memory'] / speed['dataloader']:.1f}x")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()
