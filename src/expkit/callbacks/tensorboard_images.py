@@ -3,8 +3,8 @@ predictions at each validation, and the model graph once.
 
 Each is switched by the logger's flags (``conf/logger/tensorboard.yaml``):
 ``log_confusion_matrix``, ``log_predictions`` (up to ``max_predictions`` images) and
-``log_graph``. Images are built with torch and ``torchvision.utils.make_grid`` (no
-plotting library): a green border is a right prediction, a red one a wrong one.
+``log_graph``. Images are built with plain torch (no plotting library, no torchvision
+import on the default path): a green border is a right prediction, a red one a wrong one.
 """
 from __future__ import annotations
 
@@ -143,8 +143,6 @@ def confusion_markdown(matrix: torch.Tensor) -> str:
 def predictions_grid(inputs: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor) -> torch.Tensor | None:
     """Sample inputs in a grid, each framed green (right) or red (wrong). ``None`` for inputs
     that are not 1- or 3-channel images."""
-    from torchvision.utils import make_grid
-
     x = inputs.unsqueeze(1) if inputs.dim() == 3 else inputs
     if x.shape[1] not in (1, 3):
         return None
@@ -160,4 +158,16 @@ def predictions_grid(inputs: torch.Tensor, labels: torch.Tensor, preds: torch.Te
     colours = torch.tensor([RIGHT, WRONG])[(preds != labels).long()].view(-1, 3, 1, 1)
     framed = colours.expand(-1, -1, x.shape[2] + 2 * border, x.shape[3] + 2 * border).clone()
     framed[:, :, border:-border, border:-border] = x
-    return make_grid(framed, nrow=8, padding=2, pad_value=1.0)
+    return tile(framed, columns=8, padding=2)
+
+
+def tile(images: torch.Tensor, columns: int, padding: int) -> torch.Tensor:
+    """NCHW images laid out row by row on a white canvas, ``padding`` pixels apart."""
+    n, c, h, w = images.shape
+    rows = -(-n // columns)
+    cols = min(n, columns)
+    canvas = images.new_ones(c, rows * (h + padding) + padding, cols * (w + padding) + padding)
+    for i, image in enumerate(images):
+        top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
+        canvas[:, top:top + h, left:left + w] = image
+    return canvas
