@@ -294,3 +294,41 @@ def test_signal_saves_exits_75_and_resumes_exactly(uninterrupted: Path, tmp_path
     resumed = read_scalars(tmp_path / "tensorboard")
     assert_clean_steps(resumed)
     assert resumed == read_scalars(uninterrupted / "tensorboard")
+
+
+def test_a_run_stopped_by_max_steps_mid_epoch_resumes_exactly(tmp_path):
+    """max_steps stops part-way through an epoch; resuming with a larger max_steps must
+    finish that epoch (same data order, same scheduler steps) as an uninterrupted run."""
+    import functools
+
+    import torch
+
+    from expkit.callbacks import ModelCheckpoint
+    from expkit.data import DigitsDataModule
+    from expkit.engine import Trainer, seed_everything
+    from expkit.models import MLP
+    from expkit.tasks import ClassificationTask
+
+    def task():
+        seed_everything(0)
+        return ClassificationTask(MLP((1, 8, 8), 10, dropout=0.2),
+                                  optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+                                  scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5))
+
+    def trainer(max_steps, directory):
+        return Trainer(max_epochs=3, max_steps=max_steps, num_sanity_val_steps=0, accelerator="cpu",
+                       callbacks=[ModelCheckpoint(dirpath=str(directory))])
+
+    straight = task()
+    trainer(50, tmp_path / "straight").fit(straight, DigitsDataModule(batch_size=64))
+
+    first = task()
+    trainer(27, tmp_path / "split").fit(first, DigitsDataModule(batch_size=64))  # epoch 1, batch 7 of 20
+    saved = torch.load(tmp_path / "split" / "last.ckpt", weights_only=True)
+    assert saved["loop"]["global_step"] == 27 and not saved["loop"]["epoch_finished"]
+    resumed = task()
+    again = trainer(50, tmp_path / "split")
+    again.fit(resumed, DigitsDataModule(batch_size=64), ckpt_path=tmp_path / "split" / "last.ckpt")
+    assert again.global_step == 50
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -291,22 +291,28 @@ class Trainer:
         self.stage = "train"
         self.train_loader.set_epoch(self.epoch)
         self._call("on_train_epoch_start")
-        self._train_epoch(task)
-        train = {f"train/{k}": v for k, v in self._train_metrics.compute().items()}
-        self._train_metrics.reset()
-        self._check_finite()
-        self.log_metrics({**train, "epoch": float(self.epoch)})
-        if self.scheduler is not None and self.scheduler_interval == "epoch":
-            self.scheduler.step()
-        if (self.epoch + 1) % self.check_val_every_n_epoch == 0 or self.epoch + 1 == self.max_epochs:
+        completed = self._train_epoch(task)
+        if completed:
+            train = {f"train/{k}": v for k, v in self._train_metrics.compute().items()}
+            self._train_metrics.reset()
+            self._check_finite()
+            self.log_metrics({**train, "epoch": float(self.epoch)})
+            if self.scheduler is not None and self.scheduler_interval == "epoch":
+                self.scheduler.step()
+        # else: max_steps stopped the epoch part-way. Its metric sums and the epoch's
+        # scheduler step stay pending, so a resume with a larger max_steps finishes the
+        # epoch exactly as an uninterrupted run would.
+        last_epoch = self.epoch + 1 == self.max_epochs or not completed
+        if (self.epoch + 1) % self.check_val_every_n_epoch == 0 or last_epoch:
             self.stage = "val"
             self._evaluate(task, val_loader, "val", limit=_limit(self.limit_val_batches, len(val_loader)))
-        self.epoch_finished = True
+        self.epoch_finished = completed
         self._call("on_train_epoch_end")
         if self._preempt_requested(at_epoch_end=True):
             self._preempt()
 
-    def _train_epoch(self, task: Any) -> None:
+    def _train_epoch(self, task: Any) -> bool:
+        """Train on the rest of the current epoch; False if ``max_steps`` stopped it early."""
         task.train()
         loader = self.train_loader
         sizes = loader.sizes()
@@ -349,6 +355,7 @@ class Trainer:
                     self._preempt()
                 break
         self.optimizer_stepped = False
+        return loader.position >= n_batches
 
     def _overriding(self, hook: str) -> list[Any]:
         """Bound ``hook`` methods of the callbacks that implement it (not the base no-op)."""
