@@ -332,3 +332,50 @@ def test_a_run_stopped_by_max_steps_mid_epoch_resumes_exactly(tmp_path):
     assert again.global_step == 50
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+RUNNER_SCRIPT = '''
+import functools, json, os, signal, sys
+import torch
+from expkit.callbacks import ModelCheckpoint
+from expkit.data import SyntheticDataModule
+from expkit.engine import Callback, Trainer, seed_everything
+from expkit.models import MLP
+from expkit.tasks import ClassificationTask
+
+out = sys.argv[1]
+
+def requeue(signum, frame):  # what a job runner (submitit) installs before calling the job
+    state = torch.load(os.path.join(out, "last.ckpt"), weights_only=True)
+    with open(os.path.join(out, "runner.json"), "w") as f:
+        json.dump({"signal": signum, "step_on_disk": state["loop"]["global_step"]}, f)
+    sys.exit(3)
+
+signal.signal(signal.SIGUSR2, requeue)
+
+class Ready(Callback):
+    def on_train_batch_end(self, trainer, task, result, batch, batch_idx):
+        if trainer.global_step == 5:
+            print("READY", flush=True)
+
+seed_everything(0)
+task = ClassificationTask(MLP((1, 8, 8), 10), optimizer=functools.partial(torch.optim.SGD, lr=0.01))
+trainer = Trainer(max_epochs=10_000, num_sanity_val_steps=0, accelerator="cpu",
+                  callbacks=[ModelCheckpoint(dirpath=out), Ready()])
+trainer.fit(task, SyntheticDataModule(num_train=4096, batch_size=8))
+'''
+
+
+@pytest.mark.slow
+def test_sigusr2_saves_then_hands_over_to_the_job_runners_handler(tmp_path: Path) -> None:
+    """submitit requeues SLURM jobs from its own SIGUSR2 handler: the engine saves last.ckpt
+    at the next step boundary first, then calls that handler (which here exits 3)."""
+    script = tmp_path / "job.py"
+    script.write_text(RUNNER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "READY"
+    proc.send_signal(signal.SIGUSR2)
+    assert proc.wait(timeout=60) == 3
+    runner = read_json(tmp_path / "runner.json")
+    assert runner["signal"] == signal.SIGUSR2
+    assert runner["step_on_disk"] >= 5  # the checkpoint was on disk when the runner took over

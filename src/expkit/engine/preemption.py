@@ -1,9 +1,11 @@
-"""Turn SIGTERM / SIGUSR1 / SIGINT into a flag the training loop checks at step boundaries.
+"""Turn SIGTERM / SIGUSR1 / SIGUSR2 / SIGINT into a flag the training loop checks at step boundaries.
 
 Cluster schedulers (SLURM) send SIGTERM or SIGUSR1 some time before they kill a
-job. Doing real work inside a signal handler is unsafe, so the handler only
-records the signal; the trainer then saves a checkpoint at the next step
-boundary and stops with ``Preempted``. A second SIGINT interrupts at once.
+job; submitit's SLURM jobs get SIGUSR2. Doing real work inside a signal handler is
+unsafe, so the handler only records the signal; the trainer then saves a
+checkpoint at the next step boundary, hands the signal on to whatever handled it
+before training started (submitit requeues the job there), and stops with
+``Preempted``. A second SIGINT interrupts at once.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from types import FrameType
 #: (sysexits' EX_TEMPFAIL: "try again later", i.e. resume it).
 EXIT_PREEMPTED = 75
 
-HANDLED = ("SIGTERM", "SIGUSR1", "SIGINT")
+HANDLED = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
 class Preempted(Exception):
@@ -44,6 +46,15 @@ class PreemptionHandler:
             signum = getattr(signal, name, None)
             if signum is not None:
                 self._previous[signum] = signal.signal(signum, self._handle)
+
+    def forward(self) -> None:
+        """Call the Python handler that was installed for the received signal before ours
+        (a job runner's: submitit requeues the job and exits). Python's own Ctrl-C handler
+        is skipped: it would only raise KeyboardInterrupt over the clean stop."""
+        signum = getattr(signal, self.received or "", None)
+        previous = self._previous.get(signum) if signum is not None else None
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, None)
 
     def uninstall(self) -> None:
         for signum, previous in self._previous.items():

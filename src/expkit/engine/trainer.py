@@ -437,8 +437,10 @@ class Trainer:
     def _preempt(self) -> None:
         path = self.checkpoint_dir / "last.ckpt"
         self.save_checkpoint(path)
+        ckpt.wait_for_saves()  # on disk before anyone may end this process
         log.warning("%s received: saved %s at epoch %d, step %d; resume with ckpt_path=%s",
                     self._preemption.received, path, self.epoch, self.global_step, path)
+        self._preemption.forward()
         raise Preempted(self._preemption.received or "signal", str(path))
 
     @property
