@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import re
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import torch
 from conftest import FAST, train
 from expkit.engine import Callback, NonFiniteLossError, Trainer
 from expkit.engine import checkpoint as ckpt
-from expkit.engine.loaders import TensorLoader
 from expkit.engine.metrics import MeanAccumulator
 from expkit.tasks import ClassificationTask
 

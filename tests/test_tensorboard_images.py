@@ -2,7 +2,6 @@
 the model graph once, read back from the event file with TensorBoard's own reader."""
 from __future__ import annotations
 
-import io
 
 import pytest
 import torch

@@ -30,11 +30,6 @@ log = logging.getLogger("expkit")
 # Every entry point (and every sweep worker process) composes configs that use the schemas.
 register_schemas()
 
-#: Exit status for a config, checkpoint or data error reported as one line.
-EXIT_BAD_INPUT = 2
-#: Exit status for a run that failed while training (non-finite loss, ...).
-EXIT_FAILED = 1
-
 
 def run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
@@ -109,9 +104,8 @@ def _record(directory: Path, status: str, error: str | None = None,
 def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> float | None:
     """Run ``work(cfg)`` as one job; returns ``cfg.optimized_metric`` for sweepers."""
     from expkit.engine import distributed as dist
-    from expkit.engine.checkpoint import CheckpointError
-    from expkit.engine.preemption import EXIT_PREEMPTED, Preempted
-    from expkit.engine.trainer import NonFiniteLossError
+    from expkit.engine.preemption import Preempted
+    from expkit.exit_codes import EXIT_PREEMPTED, exit_code_for
     from expkit.launch import ddp
 
     directory = run_dir()
@@ -134,21 +128,17 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
             _record(directory, "preempted", error=_one_line(e))
         sys.exit(EXIT_PREEMPTED)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line, a status and an exit code
-        known = isinstance(e, (ConfigError, CheckpointError, NonFiniteLossError, InstantiationException,
-                               FileNotFoundError, ValueError, ddp.WorkerFailed))
         message = _one_line(e)
         if rank_zero:
             _record(directory, "failed", error=message)
         if is_multirun():
             log.exception("job failed: %s", message)
             return worst_value(cfg)  # the sweep goes on; the summary lists this job as failed
-        if not known:
-            raise
+        code = exit_code_for(e)
+        if code is None:
+            raise  # not a known failure: a bug, keep the traceback
         log.error("error: %s", message)
-        if isinstance(e, ddp.WorkerFailed):
-            sys.exit(e.exit_code)
-        sys.exit(EXIT_BAD_INPUT if isinstance(e, (ConfigError, CheckpointError, InstantiationException,
-                                                  FileNotFoundError, ValueError)) else EXIT_FAILED)
+        sys.exit(code)
     if rank_zero:
         _record(directory, "ok", metrics=metrics)
     value = metrics.get(cfg.get("optimized_metric", "val/acc"))

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import platform
-import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import torch
 from torch import nn

@@ -22,13 +22,12 @@ from typing import Any, Callable
 
 from expkit.config import ConfigError
 from expkit.engine import distributed as dist
+from expkit.exit_codes import EXIT_FAILED, exit_code_for
 
 log = logging.getLogger("expkit")
 
 #: Seconds the launcher gives the other workers to stop after one failed, before SIGKILL.
 SHUTDOWN_TIMEOUT_S = 30
-#: Exit statuses, as in ``runner.run``: bad input, failed while training.
-EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
 
 class WorkerFailed(RuntimeError):
@@ -166,23 +165,6 @@ def _worker(work: Callable[[Any], dict[str, Any]], plain_cfg: dict[str, Any], hy
     if tdist.is_initialized():
         tdist.destroy_process_group()
     return result
-
-
-def exit_code_for(error: BaseException) -> int | None:
-    """The exit status ``runner.run`` gives a single process for ``error``; None when unexpected."""
-    from hydra.errors import InstantiationException
-
-    from expkit.engine.checkpoint import CheckpointError
-    from expkit.engine.preemption import EXIT_PREEMPTED, Preempted
-    from expkit.engine.trainer import NonFiniteLossError
-
-    if isinstance(error, Preempted):
-        return EXIT_PREEMPTED
-    if isinstance(error, (ConfigError, CheckpointError, InstantiationException, FileNotFoundError, ValueError)):
-        return EXIT_BAD_INPUT
-    if isinstance(error, NonFiniteLossError):
-        return EXIT_FAILED
-    return None
 
 
 def configure_worker_logging(hydra_cfg: Any) -> None:
