@@ -7,9 +7,10 @@
 Runners, all with the same model (same seed, so the same initial weights), the same
 in-memory tensors, the same batch order and the same number of epochs:
 
-- engine: ``Trainer`` as ``python train.py`` builds it, with conf/callbacks/default.yaml
-  (ModelCheckpoint, EarlyStopping, LearningRateMonitor, ProgressBar) and the TensorBoard
-  logger, sanity validation and step logs every 50 steps.
+- engine: ``Trainer`` as ``python train.py`` builds it: the callbacks of
+  conf/callbacks/default.yaml and the logger of conf/logger/tensorboard.yaml, composed by
+  Hydra and built by train.py's own ``build`` (so the benchmark follows the defaults),
+  sanity validation and step logs every 50 steps.
 - hand-written: the same outputs by hand: train while summing loss and correct
   predictions on the device, validate, write the epoch scalars to TensorBoard, save
   ``last`` (and ``best`` when val accuracy improves) every epoch.
@@ -45,12 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from expkit.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from expkit.data import DigitsDataModule, SyntheticDataModule
 from expkit.data.base import DataModule
 from expkit.engine import Trainer
 from expkit.engine.loaders import TensorLoader, epoch_permutation
-from expkit.loggers import TensorBoardLogger
 from expkit.models import CNN, MLP
 from expkit.tasks import ClassificationTask
 
@@ -116,16 +115,35 @@ def timed(fn: Callable[[], tuple[int, nn.Module]]) -> Run:
 
 
 # ------------------------------------------------------------------ runners
+ROOT = Path(__file__).resolve().parents[1]
+_DEFAULTS: Any = None
+
+
+def default_callbacks_and_logger(out: str, epochs: int, num_classes: int) -> tuple[list, Any]:
+    """Fresh objects from conf/callbacks/default.yaml and conf/logger/tensorboard.yaml
+    (composed once; building them per run is cheap). Early stopping gets a patience the
+    run cannot reach, so every runner trains the same number of epochs."""
+    global _DEFAULTS
+    sys.path.insert(0, str(ROOT))
+    from train import build  # also registers the config schemas
+
+    if _DEFAULTS is None:
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            _DEFAULTS = compose("train", overrides=["paths.output_dir=/unused"])
+    overrides = {"model_checkpoint": {"dirpath": f"{out}/checkpoints"}, "early_stopping": {"patience": epochs + 1},
+                 "tensorboard_images": {"num_classes": num_classes}}
+    callbacks = [build(node, **overrides.get(name, {})) for name, node in _DEFAULTS.callbacks.items() if node]
+    return callbacks, build(_DEFAULTS.logger, save_dir=f"{out}/tensorboard")
+
+
 def run_engine(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
     """``python train.py``'s objects with conf/callbacks/default.yaml and conf/logger/tensorboard.yaml."""
     torch.manual_seed(SEED)
     task = ClassificationTask(wl.make_model(dm), optimizer=partial(torch.optim.Adam, lr=LR))
     with tempfile.TemporaryDirectory() as out:
-        callbacks = [ModelCheckpoint(dirpath=f"{out}/checkpoints", monitor="val/acc", mode="max", save_last=True),
-                     EarlyStopping(monitor="val/acc", mode="max", patience=wl.epochs + 1),
-                     LearningRateMonitor(logging_interval="epoch"),
-                     ProgressBar(refresh_seconds=0.5, log_every_n_steps=50)]
-        logger = TensorBoardLogger(save_dir=f"{out}/tensorboard")
+        callbacks, logger = default_callbacks_and_logger(out, wl.epochs, dm.num_classes)
         trainer = Trainer(max_epochs=wl.epochs, max_steps=max_steps, num_threads=threads, num_sanity_val_steps=2,
                           log_every_n_steps=50, callbacks=callbacks, logger=logger, default_root_dir=out)
         trainer.fit(task, dm)

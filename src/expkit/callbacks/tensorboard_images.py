@@ -30,6 +30,7 @@ class TensorBoardImages(Callback):
         self.num_classes = num_classes
         self._labels: list[torch.Tensor] = []
         self._preds: list[torch.Tensor] = []
+        # (inputs, labels, preds) batches of right / wrong predictions, up to max_predictions each
         self._right: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._graph_logged = False
@@ -89,26 +90,30 @@ class TensorBoardImages(Callback):
             log.warning("model graph not logged: %s", " ".join(str(e).split())[:200])
 
     def _collect_samples(self, trainer: Any, inputs: Any, labels: torch.Tensor, preds: torch.Tensor) -> None:
+        """Keep up to ``max_predictions`` right and as many wrong samples (whole-batch tensor ops)."""
         limit = int(getattr(trainer.logger, "max_predictions", 32))
         if not isinstance(inputs, torch.Tensor) or inputs.dim() not in (3, 4):
             return
-        if len(self._right) >= limit and len(self._wrong) >= limit:
-            return
-        correct = (preds == labels).cpu()
-        x, y, p = inputs.detach().float().cpu(), labels.cpu(), preds.cpu()
-        for i in range(len(y)):
-            bucket = self._right if correct[i] else self._wrong
-            if len(bucket) < limit:
-                bucket.append((x[i], y[i], p[i]))
+        correct = preds == labels
+        for bucket, mask in ((self._right, correct), (self._wrong, ~correct)):
+            want = limit - sum(len(y) for _, y, _ in bucket)
+            if want > 0:
+                idx = mask.nonzero().flatten()[:want]
+                if len(idx):
+                    bucket.append((inputs[idx].detach().float().cpu(), labels[idx].cpu(), preds[idx].cpu()))
 
     def _pick_samples(self, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Up to half wrong predictions, the rest right ones (or more wrong if few are right)."""
-        wrong = self._wrong[:limit // 2]
-        right = self._right[:limit - len(wrong)]
-        wrong = self._wrong[:limit - len(right)]
-        chosen = wrong + right
-        return (torch.stack([c[0] for c in chosen]), torch.stack([c[1] for c in chosen]),
-                torch.stack([c[2] for c in chosen]))
+        def joined(bucket: list) -> tuple[torch.Tensor, ...]:
+            return tuple(torch.cat(parts) for parts in zip(*bucket)) if bucket else ()
+
+        right, wrong = joined(self._right), joined(self._wrong)
+        n_right, n_wrong = (len(right[1]) if right else 0), (len(wrong[1]) if wrong else 0)
+        take_wrong = min(n_wrong, max(limit // 2, limit - n_right))
+        take_right = min(n_right, limit - take_wrong)
+        parts = [t for t in (wrong and tuple(x[:take_wrong] for x in wrong),
+                             right and tuple(x[:take_right] for x in right)) if t]
+        return tuple(torch.cat(items) for items in zip(*parts))
 
     def _confusion_matrix(self) -> torch.Tensor:
         labels, preds = torch.cat(self._labels).long(), torch.cat(self._preds).long()
