@@ -119,7 +119,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _DEFAULTS: Any = None
 
 
-def default_callbacks_and_logger(out: str, epochs: int, num_classes: int) -> tuple[list, Any]:
+def default_callbacks_and_logger(out: str, epochs: int, num_classes: int, pictures: bool = True) -> tuple[list, Any]:
     """Fresh objects from conf/callbacks/default.yaml and conf/logger/tensorboard.yaml
     (composed once; building them per run is cheap). Early stopping gets a patience the
     run cannot reach, so every runner trains the same number of epochs."""
@@ -135,15 +135,18 @@ def default_callbacks_and_logger(out: str, epochs: int, num_classes: int) -> tup
     overrides = {"model_checkpoint": {"dirpath": f"{out}/checkpoints"}, "early_stopping": {"patience": epochs + 1},
                  "tensorboard_images": {"num_classes": num_classes}}
     callbacks = [build(node, **overrides.get(name, {})) for name, node in _DEFAULTS.callbacks.items() if node]
-    return callbacks, build(_DEFAULTS.logger, save_dir=f"{out}/tensorboard")
+    switches = {} if pictures else {"log_confusion_matrix": False, "log_predictions": False, "log_graph": False}
+    return callbacks, build(_DEFAULTS.logger, save_dir=f"{out}/tensorboard", **switches)
 
 
-def run_engine(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
-    """``python train.py``'s objects with conf/callbacks/default.yaml and conf/logger/tensorboard.yaml."""
+def run_engine(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1,
+               pictures: bool = True) -> tuple[int, nn.Module]:
+    """``python train.py``'s objects with conf/callbacks/default.yaml and conf/logger/tensorboard.yaml
+    (``pictures=False``: the same with the confusion matrix, prediction grid and graph switched off)."""
     torch.manual_seed(SEED)
     task = ClassificationTask(wl.make_model(dm), optimizer=partial(torch.optim.Adam, lr=LR))
     with tempfile.TemporaryDirectory() as out:
-        callbacks, logger = default_callbacks_and_logger(out, wl.epochs, dm.num_classes)
+        callbacks, logger = default_callbacks_and_logger(out, wl.epochs, dm.num_classes, pictures)
         trainer = Trainer(max_epochs=wl.epochs, max_steps=max_steps, num_threads=threads, num_sanity_val_steps=2,
                           log_every_n_steps=50, callbacks=callbacks, logger=logger, default_root_dir=out)
         trainer.fit(task, dm)
@@ -352,7 +355,8 @@ def main() -> None:
 
     logging.disable(logging.WARNING)  # the engine's progress lines would go to stderr
     torch.set_num_threads(args.threads)
-    runners: dict[str, Callable] = {"engine": run_engine, "hand-written": run_hand, "hand-written, bare": run_bare}
+    runners: dict[str, Callable] = {"engine": run_engine, "engine, no pictures": partial(run_engine, pictures=False),
+                                    "hand-written": run_hand, "hand-written, bare": run_bare}
     lightning = None if args.no_lightning else lightning_runner()
     if lightning is not None:
         runners["lightning"] = lightning
@@ -380,7 +384,7 @@ def main() -> None:
                 one_step[name].append(timed(lambda: runners[name](dm, wl, args.threads, max_steps=1)).seconds)
         engine_loss = train_loss(times["engine"][-1].model, dm)
         checks = []
-        for name in ("hand-written", "hand-written, bare"):
+        for name in ("engine, no pictures", "hand-written", "hand-written, bare"):
             other = train_loss(times[name][-1].model, dm)
             checks.append(f"{name} {other:.6f}")
             if abs(engine_loss - other) > 1e-5:
@@ -399,6 +403,8 @@ def main() -> None:
                     [e.seconds / r.seconds for e, r in zip(times["engine"], runs)]),
                 "engine / this, CPU": "" if name == "engine" else spread(
                     [e.cpu_seconds / r.cpu_seconds for e, r in zip(times["engine"], runs)]),
+                "engine, no pictures / this, wall": "" if name.startswith("engine") else spread(
+                    [e.seconds / r.seconds for e, r in zip(times["engine, no pictures"], runs)]),
                 "fixed s/fit": f"{statistics.median(one_step[name]) - per_step:.3f}",
                 "peak RSS MB": f"{max(r.peak_rss_mb for r in runs):.0f}",
             })
