@@ -2,8 +2,8 @@
 ``python train.py`` (fresh processes, median of several), next to what ``import torch``
 plus building an optimizer takes on its own in a fresh process.
 
-    PYTHONPATH=src python benchmarks/startup.py --runs 7
-    PYTHONPATH=src python benchmarks/startup.py data=digits model=cnn   # any train.py overrides
+    python benchmarks/startup.py --runs 7
+    python benchmarks/startup.py data=digits model=cnn   # any train.py overrides
 
 The first step is marked by ``first_step_marker.FirstStepMarker``, added to the run as
 one more callback on the command line (production configs are untouched). Every

@@ -1,7 +1,7 @@
 """Intra-op threads for training: the engine with default callbacks at 1 vs 2 (or more)
 threads, interleaved in one process, per workload of train_throughput.py.
 
-    PYTHONPATH=src python benchmarks/threads.py --reps 5 --threads 1,2
+    python benchmarks/threads.py --reps 5 --threads 1,2
 """
 from __future__ import annotations
 

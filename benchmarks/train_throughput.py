@@ -1,8 +1,8 @@
 """Training throughput: the engine with its default callbacks vs hand-written loops
 (and Lightning's Trainer when it is installed), side by side in one process.
 
-    PYTHONPATH=src python benchmarks/train_throughput.py            # ~3 minutes on 2 quiet cores
-    PYTHONPATH=src python benchmarks/train_throughput.py --reps 3 --workloads digits-mlp --threads 2
+    python benchmarks/train_throughput.py            # ~3 minutes on 2 quiet cores
+    python benchmarks/train_throughput.py --reps 3 --workloads digits-mlp --threads 2
 
 Runners, all with the same model (same seed, so the same initial weights), the same
 in-memory tensors, the same batch order and the same number of epochs:
