@@ -23,6 +23,7 @@ from typing import Any, Callable
 from expkit.config import ConfigError
 from expkit.engine import distributed as dist
 from expkit.exit_codes import EXIT_FAILED, exit_code_for
+from expkit.logging_setup import quiet_other_ranks
 
 log = logging.getLogger("expkit")
 
@@ -175,16 +176,4 @@ def configure_worker_logging(hydra_cfg: Any) -> None:
 
         configure_log(hydra_cfg.hydra.job_logging, hydra_cfg.hydra.verbose)
     else:
-        quiet_rank_logging()
-
-
-def quiet_rank_logging() -> None:
-    """Warnings and errors of a non-zero rank, to stderr, tagged with the rank."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"[%(asctime)s][rank {dist.rank()}][%(name)s][%(levelname)s] - "
-                                           "%(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+        quiet_other_ranks(dist.rank())

@@ -16,23 +16,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
+from expkit.logging_setup import rank_logging_config
+
 #: Store key for rank 0's run directory (the agent store is already scoped to one attempt).
 RUN_DIR_KEY = "expkit/run_dir"
 
 
 def in_multi_process_job() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
-def quiet_job_logging(rank: int) -> dict[str, Any]:
-    """Hydra job logging for a non-zero rank: warnings and errors to stderr, no file."""
-    return {
-        "version": 1,
-        "formatters": {"rank": {"format": f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "rank", "stream": "ext://sys.stderr"}},
-        "root": {"level": "WARNING", "handlers": ["stderr"]},
-        "disable_existing_loggers": False,
-    }
 
 
 class SharedRunDir(Callback):
@@ -55,7 +46,7 @@ class SharedRunDir(Callback):
             else:
                 directory = store.get(RUN_DIR_KEY).decode()  # waits for rank 0
                 config.hydra.output_subdir = None
-                config.hydra.job_logging = quiet_job_logging(rank)
+                config.hydra.job_logging = rank_logging_config(rank)
             config.hydra.run.dir = directory
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
