@@ -6,14 +6,11 @@ config and returns the final metrics.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -23,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from expkit.config import ConfigError, validate
 from expkit.config.schema import register as register_schemas
 from expkit.config.tree import config_tree
+from expkit.files import write_json_atomic
 from expkit.logging_setup import quiet_other_ranks
 
 log = logging.getLogger("expkit")
@@ -45,16 +43,6 @@ def show_config_tree(cfg: DictConfig, directory: Path) -> None:
     (directory / "config_tree.txt").write_text(tree + "\n")
     if cfg.get("print_config", True):
         print(tree, flush=True)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Readers (a sweep summary running in another process) never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def worst_value(cfg: DictConfig) -> float:

@@ -8,7 +8,6 @@ cluster node for submitit), so everything goes through files in the sweep dir;
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from expkit.files import write_json_atomic
 from expkit.sweep import summary
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 
 def _is_multirun(config: DictConfig) -> bool:
     return OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN
-
-
-def _write_json(path: Path, data: Any) -> None:
-    summary.write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def planned_jobs(config: DictConfig) -> dict[str, Any]:
@@ -78,14 +74,14 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         plan = {**planned_jobs(config), "host": socket.gethostname(), "pid": os.getpid()}  # the sweep's own process
-        _write_json(sweep_dir / summary.PLAN_FILE, plan)
+        write_json_atomic(sweep_dir / summary.PLAN_FILE, plan)
         summary.update(sweep_dir, finished=False)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not _is_multirun(config):
             return
         job_dir = Path(config.hydra.runtime.output_dir)
-        _write_json(job_dir / summary.JOB_FILE, {
+        write_json_atomic(job_dir / summary.JOB_FILE, {
             "num": config.hydra.job.num,
             "overrides": list(config.hydra.overrides.task),
             "host": socket.gethostname(),  # which machine and process ran it (joblib, SLURM)
@@ -101,7 +97,7 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.FAILED and not status_path.exists():
             # The task raised past the runner (it records its own failures): record it here.
             error = " ".join(str(job_return._return_value).split()) or type(job_return._return_value).__name__
-            _write_json(status_path, {"status": "failed", "error": error,
+            write_json_atomic(status_path, {"status": "failed", "error": error,
                                       "overrides": list(config.hydra.overrides.task)})
         if (summary.read_json(status_path) or {}).get("status") == "failed":
             _record_failed_session(config)

@@ -14,11 +14,12 @@ import json
 import math
 import os
 import statistics
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from expkit.files import write_text_atomic
 
 JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
@@ -60,15 +61,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Readers never see half a file, even when several processes write it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 @contextmanager
