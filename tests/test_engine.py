@@ -162,3 +162,12 @@ def test_training_learns_and_test_uses_best_checkpoint(tmp_path: Path):
 def test_bad_trainer_arguments_name_the_argument(kwargs, key):
     with pytest.raises(ValueError, match=key):
         Trainer(**kwargs)
+
+
+def test_fit_removes_temporary_files_a_killed_save_left_behind(tmp_path: Path):
+    stale = tmp_path / ".last.ckpt.abc123.tmp"  # what save_atomic leaves when killed mid-write
+    stale.write_bytes(b"partial")
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    quiet(max_epochs=1, callbacks=[ModelCheckpoint(dirpath=str(tmp_path))]).fit(make_task(), DigitsDataModule())
+    assert not stale.exists() and keep.exists() and (tmp_path / "last.ckpt").is_file()

@@ -35,6 +35,13 @@ class ModelCheckpoint(Callback):
             return True
         return score > self.best_score if self.mode == "max" else score < self.best_score
 
+    def on_fit_start(self, trainer: Any, task: Any) -> None:
+        """Remove temporary files that a process killed in the middle of a save left behind
+        (the checkpoints themselves are never partial: see ``engine.checkpoint.save_atomic``)."""
+        if trainer.is_global_zero and self.dirpath.is_dir():
+            for leftover in self.dirpath.glob(".*.ckpt.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
     def on_validation_end(self, trainer: Any, task: Any) -> None:
         if trainer.fitting and self.monitor is not None:
             if self.monitor not in trainer.callback_metrics:
