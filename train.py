@@ -9,10 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from expkit.config.schema import register as register_schemas
-from expkit.runner import resolve_ckpt_path, run, run_dir
-
-register_schemas()  # typed schemas for Hydra: typos and wrong types fail while composing
+from expkit.runner import resolve_ckpt_path, run, run_dir  # importing it registers the config schemas
 
 
 def build(node: DictConfig | None, **kwargs):

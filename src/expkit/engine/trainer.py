@@ -372,9 +372,9 @@ class Trainer:
             names, weighted = MeanAccumulator.weigh(result.metrics, result.batch_size)
             self._train_metrics.add(names, weighted, result.batch_size)
             self._window.add(names, weighted, result.batch_size)
-        else:
-            self._train_metrics.count += result.batch_size
-            self._window.count += result.batch_size
+        else:  # nothing to weigh: only the sample count moves
+            self._train_metrics.update(result.metrics, result.batch_size)
+            self._window.update(result.metrics, result.batch_size)
         self._unchecked.append((self.global_step, result.loss.detach()))
         if len(self._unchecked) >= 4096:  # no log for a long while: check now to bound memory
             self._check_finite()
