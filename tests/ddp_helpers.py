@@ -74,16 +74,25 @@ def fit(batch_size: int, max_epochs: int, resume: str | None = None, stop_at_ste
 
 
 def validate(weights: dict, num_val: int = NUM_VAL) -> dict[str, float]:
-    """Validation metrics of ``weights`` (reduced over ranks under DDP)."""
+    """Validation metrics of ``weights`` (reduced over ranks under DDP), with the TensorBoard
+    pictures on: their confusion matrix is reduced over ranks too, also from an empty shard."""
     import os
+    import tempfile
 
+    from expkit.callbacks import TensorBoardImages
     from expkit.engine import Trainer
+    from expkit.loggers import TensorBoardLogger
 
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     task = _task()
     task.model.load_state_dict(weights)
-    trainer = Trainer(accelerator="cpu", strategy="ddp" if ddp else "auto", num_threads=1, callbacks=[], logger=None)
-    return trainer.validate(task, _datamodule(16, num_val))
+    with tempfile.TemporaryDirectory() as out:
+        logger = TensorBoardLogger(save_dir=out, log_graph=False)
+        trainer = Trainer(accelerator="cpu", strategy="ddp" if ddp else "auto", num_threads=1,
+                          callbacks=[TensorBoardImages(num_classes=3)], logger=logger)
+        metrics = trainer.validate(task, _datamodule(16, num_val))
+        logger.finalize()
+    return metrics
 
 
 def ddp_worker(per_rank_batch: int, mid_step: int, single_mid_ckpt: str, ddp_ckpt_dir: str) -> dict:

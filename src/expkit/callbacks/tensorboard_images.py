@@ -61,9 +61,10 @@ class TensorBoardImages(Callback):
 
     def on_validation_end(self, trainer: Any, task: Any) -> None:
         step = trainer.global_step
-        if self._flag(trainer, "log_confusion_matrix") and self._labels:
+        # Under DDP every rank joins the reduction, also one whose shard was empty.
+        if self._flag(trainer, "log_confusion_matrix") and (self._labels or dist.is_distributed()):
             matrix = self._confusion_matrix()
-            if dist.is_rank_zero():
+            if dist.is_rank_zero() and matrix.numel():
                 trainer.logger.log_image("val/confusion_matrix", confusion_image(matrix), step)
                 trainer.logger.experiment.add_text("val/confusion_matrix_counts", confusion_markdown(matrix), step)
         if self._flag(trainer, "log_predictions") and dist.is_rank_zero() and (self._right or self._wrong):
@@ -116,8 +117,10 @@ class TensorBoardImages(Callback):
         return tuple(torch.cat(items) for items in zip(*parts))
 
     def _confusion_matrix(self) -> torch.Tensor:
-        labels, preds = torch.cat(self._labels).long(), torch.cat(self._preds).long()
-        classes = self.num_classes or int(max(labels.max().item(), preds.max().item())) + 1
+        empty = torch.zeros(0, dtype=torch.long)
+        labels = torch.cat(self._labels).long() if self._labels else empty
+        preds = torch.cat(self._preds).long() if self._preds else empty
+        classes = self.num_classes or (int(max(labels.max().item(), preds.max().item())) + 1 if len(labels) else 0)
         if dist.is_distributed() and not self.num_classes:
             classes = int(dist.all_reduce_max(float(classes)))
         matrix = torch.bincount(labels * classes + preds, minlength=classes * classes).reshape(classes, classes)
