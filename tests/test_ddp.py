@@ -149,3 +149,38 @@ def test_failing_rank_stops_the_job_with_its_error(tmp_path):
     assert "error: DDP rank 1 failed: RuntimeError: injected failure on rank 1 at training step 3" in last
     status = read_json(tmp_path / "run" / "status.json")
     assert status["status"] == "failed" and "injected failure" in status["error"]
+
+
+def test_the_raising_rank_is_reported_even_when_the_agent_only_saw_its_peer_fail(tmp_path):
+    # The race behind a flaky report: rank 1 raised and wrote its error file, but was still
+    # exiting when the agent looked; rank 0 had already died of the lost connection. The
+    # agent's failures hold only rank 0 (and rank 1 as stopped by a signal).
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from expkit.launch.ddp import _as_worker_failed, _record_error
+
+    attempt = tmp_path / "run-id" / "attempt_0"
+    for rank in (0, 1):
+        (attempt / str(rank)).mkdir(parents=True)
+    os.environ["TORCHELASTIC_ERROR_FILE"] = str(attempt / "1" / "error.json")
+    try:
+        try:
+            raise ValueError("bad batch on rank 1")
+        except ValueError as e:
+            _record_error(e, exit_code=2)
+        os.environ["TORCHELASTIC_ERROR_FILE"] = str(attempt / "0" / "error.json")
+        try:
+            raise RuntimeError("gloo: Connection closed by peer [127.0.0.1]:29500")
+        except RuntimeError as e:
+            _record_error(e, exit_code=1)
+    finally:
+        del os.environ["TORCHELASTIC_ERROR_FILE"]
+    seen_by_agent = {0: ProcessFailure(local_rank=0, pid=1, exitcode=1, error_file=str(attempt / "0" / "error.json")),
+                     1: ProcessFailure(local_rank=1, pid=2, exitcode=-15, error_file="<N/A>")}
+    failed = _as_worker_failed(ChildFailedError("train", seen_by_agent), str(tmp_path))
+    assert str(failed) == "DDP rank 1 failed: ValueError: bad batch on rank 1"
+    assert failed.exit_code == 2
+    # Without rank 1's file, the lost peer is all there is to report.
+    (attempt / "1" / "error.json").unlink()
+    failed = _as_worker_failed(ChildFailedError("train", {0: seen_by_agent[0]}), str(tmp_path))
+    assert str(failed).startswith("DDP rank 0 failed: RuntimeError: gloo: Connection closed by peer")

@@ -12,12 +12,16 @@ reports the first failure as one line.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import time
+import traceback
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 from expkit.config import ConfigError
@@ -108,7 +112,7 @@ def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = ()) -> dict[i
     try:
         return elastic_launch(config, fn)(*args)
     except ChildFailedError as e:
-        raise _as_worker_failed(e) from None
+        raise _as_worker_failed(e, logs) from None
     except SignalException as e:
         # The launcher was signalled (preemption) and passed the signal on: the workers saved
         # last.ckpt at their next step boundary, as a single process does.
@@ -126,20 +130,43 @@ def lost_peer(message: str) -> bool:
                                                "Connection reset by peer", "Broken pipe", "remote worker crashing"))
 
 
-def _as_worker_failed(error: Any) -> WorkerFailed:
-    """The first failure, preferring a rank that raised over ranks that were stopped or lost a peer."""
-    def text(failure: Any) -> str:
-        message = failure.message
-        if isinstance(message, dict):
-            message = message.get("message", "")
-        return " ".join(str(message).split()) or f"exit code {failure.exitcode}"
+def _as_worker_failed(error: Any, logs: str) -> WorkerFailed:
+    """The root cause: a rank that raised, preferred over ranks that only lost a peer or were stopped.
 
-    def secondary(failure: Any) -> bool:
-        return failure.exitcode < 0 or lost_peer(text(failure))
+    The agent lists the workers that had failed when it looked; the rank that raised first
+    may still have been exiting then (and was stopped by the agent afterwards). Its error
+    file was written before it exited, so every rank's error file in ``logs`` is read too.
+    """
+    candidates: dict[int, tuple[str, int]] = {}  # rank -> (one-line message, exit code)
+    for rank, failure in error.failures.items():
+        candidates[rank] = (_message(failure.message) or f"exit code {failure.exitcode}", failure.exitcode)
+    for path in Path(logs).glob("*/attempt_*/*/error.json"):
+        rank, (message, code) = int(path.parent.name), _read_error_file(path)
+        if message and (rank not in candidates or candidates[rank][1] < 0 or lost_peer(candidates[rank][0])):
+            candidates[rank] = (message, code)
 
-    rank, failure = min(error.failures.items(), key=lambda item: (secondary(item[1]), item[1].timestamp, item[0]))
-    code = failure.exitcode if failure.exitcode > 0 else EXIT_FAILED
-    return WorkerFailed(f"DDP rank {rank} failed: {text(failure)}", exit_code=code)
+    def secondary(item: tuple[int, tuple[str, int]]) -> tuple[bool, bool, int]:
+        rank, (message, code) = item
+        return lost_peer(message), code < 0, rank
+
+    rank, (message, code) = min(candidates.items(), key=secondary)
+    return WorkerFailed(f"DDP rank {rank} failed: {message}", exit_code=code if code > 0 else EXIT_FAILED)
+
+
+def _message(message: Any) -> str:
+    """An error file's message (a string, or a dict holding one) on one line."""
+    if isinstance(message, dict):
+        message = message.get("message", "")
+    return " ".join(str(message).split())
+
+
+def _read_error_file(path: Path) -> tuple[str, int]:
+    """(message, exit code) from a worker's error file; the exit code is ours (see ``_worker``)."""
+    try:
+        data = json.loads(path.read_text())["message"]
+        return _message(data), int(data.get("extraInfo", {}).get("exitcode", EXIT_FAILED))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "", EXIT_FAILED
 
 
 def _worker(work: Callable[[Any], dict[str, Any]], plain_cfg: dict[str, Any], hydra_cfg: Any) -> dict[str, Any]:
@@ -159,13 +186,20 @@ def _worker(work: Callable[[Any], dict[str, Any]], plain_cfg: dict[str, Any], hy
             log.warning("rank %d stopped: %s", dist.rank(), " ".join(str(e).split())[:200])
         elif code is None:
             log.exception("rank %d failed", dist.rank())  # unexpected: show where, as a single process would
-        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-        ErrorHandler().record_exception(e)  # what the parent reports
+        _record_error(e, code or EXIT_FAILED)  # what the parent reports
         sys.exit(code or EXIT_FAILED)
     if tdist.is_initialized():
         tdist.destroy_process_group()
     return result
+
+
+def _record_error(error: BaseException, exit_code: int) -> None:
+    """Write the launcher's error file (its format, plus our exit code) before this worker exits."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    extra = {"py_callstack": traceback.format_exc(), "timestamp": str(int(time.time())), "exitcode": exit_code}
+    Path(path).write_text(json.dumps({"message": {"message": f"{type(error).__name__}: {error}", "extraInfo": extra}}))
 
 
 def configure_worker_logging(hydra_cfg: Any) -> None:
