@@ -70,6 +70,30 @@ def test_packed_accumulator_equals_the_sequential_definition_bit_for_bit():
     assert restored.compute() == means
 
 
+def test_accumulator_resumed_from_its_state_sums_exactly_as_without_the_break():
+    # Rows are summed in bulk when read; a state taken between reads keeps the rows
+    # unsummed, so the resumed accumulator groups its additions as the uninterrupted one.
+    # (Values that cancel make every grouping show in the result.)
+    values = [{"loss": torch.tensor([1e17, 3.0, -1e17][i % 3] + i, dtype=torch.float64)} for i in range(300)]
+    straight = MeanAccumulator()
+    for i, step in enumerate(values):
+        straight.update(step, 1)
+        if i == 150:
+            straight.compute()  # a read (a step log) in both runs
+    first, resumed = MeanAccumulator(), MeanAccumulator()
+    for i, step in enumerate(values[:200]):
+        first.update(step, 1)
+        if i == 150:
+            first.compute()
+    state = first.state_dict()
+    assert state["rows"] is not None and len(state["rows"]) == 49  # kept, not summed
+    resumed.load_state_dict(state, torch.device("cpu"))
+    for step in values[200:]:
+        resumed.update(step, 1)
+    assert resumed.compute() == straight.compute()
+    assert resumed.count == straight.count == 300
+
+
 def test_accumulator_merges_metric_names_that_change():
     acc = MeanAccumulator()
     acc.update({"loss": torch.tensor(1.0)}, 2)

@@ -59,3 +59,31 @@ def test_predictions_grid_frames_right_green_and_wrong_red():
     second = 2 + (32 + 2 * 2) + 2  # padding + first framed image + padding
     assert grid[0, 2, second] > 0.8 and grid[1, 2, second] < 0.2  # wrong: red
     assert predictions_grid(torch.randn(4, 5, 8, 8), torch.zeros(4), torch.zeros(4)) is None  # not an image
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_logged_image_decodes_to_the_same_pixels(tmp_path, channels):
+    # The logger encodes PNGs itself (faster than add_image): TensorBoard's reader must get
+    # back exactly the pixels, and floats in [0, 1] map to 0..255.
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from expkit.loggers import TensorBoardLogger
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (channels, 7, 11), dtype=torch.uint8, generator=generator)
+    logger = TensorBoardLogger(str(tmp_path))
+    logger.log_image("exact", pixels, step=3)
+    logger.log_image("floats", pixels.float() / 255, step=4)
+    logger.finalize()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    for tag, step in (("exact", 3), ("floats", 4)):
+        (event,) = events.Images(tag)
+        assert (event.step, event.width, event.height) == (step, 11, 7)
+        decoded = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)))
+        expected = pixels.permute(1, 2, 0).numpy()
+        assert np.array_equal(decoded, expected[:, :, 0] if channels == 1 else expected)

@@ -72,7 +72,7 @@ class TensorBoardImages(Callback):
             grid = predictions_grid(*samples)
             if grid is not None:
                 trainer.logger.log_image("val/predictions", grid, step)
-                text = ", ".join(f"{int(y)}->{int(p)}" for y, p in zip(samples[1], samples[2]))
+                text = ", ".join(f"{y}->{p}" for y, p in zip(samples[1].tolist(), samples[2].tolist()))
                 trainer.logger.experiment.add_text("val/predictions_labels", f"label->prediction, row by row: {text}",
                                                    step)
         self._labels, self._preds, self._right, self._wrong = [], [], [], []
@@ -142,9 +142,10 @@ def confusion_image(matrix: torch.Tensor) -> torch.Tensor:
 
 def confusion_markdown(matrix: torch.Tensor) -> str:
     """The counts as a Markdown table (TensorBoard's Text tab): rows true, columns predicted."""
-    n = matrix.shape[0]
+    rows = matrix.tolist()  # plain ints: reading tensor elements one by one costs milliseconds
+    n = len(rows)
     lines = ["| true \\ pred | " + " | ".join(str(j) for j in range(n)) + " |", "|" + "---|" * (n + 1)]
-    lines += [f"| **{i}** | " + " | ".join(str(int(v)) for v in matrix[i]) + " |" for i in range(n)]
+    lines += [f"| **{i}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(rows)]
     return "\n".join(lines)
 
 
@@ -172,10 +173,12 @@ def predictions_grid(inputs: torch.Tensor, labels: torch.Tensor, preds: torch.Te
 def tile(images: torch.Tensor, columns: int, padding: int) -> torch.Tensor:
     """NCHW images laid out row by row on a white canvas, ``padding`` pixels apart."""
     n, c, h, w = images.shape
-    rows = -(-n // columns)
     cols = min(n, columns)
-    canvas = images.new_ones(c, rows * (h + padding) + padding, cols * (w + padding) + padding)
-    for i, image in enumerate(images):
-        top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
-        canvas[:, top:top + h, left:left + w] = image
-    return canvas
+    rows = -(-n // cols)
+    # Each image with white padding below and to its right, blank cells filling the last row,
+    # then (rows, cols) cells laid side by side in one reshape; the top and left margins last.
+    cells = images.new_ones(rows * cols, c, h + padding, w + padding)
+    cells[:n, :, :h, :w] = images
+    grid = cells.view(rows, cols, c, h + padding, w + padding).permute(2, 0, 3, 1, 4)
+    grid = grid.reshape(c, rows * (h + padding), cols * (w + padding))
+    return torch.nn.functional.pad(grid, (padding, 0, padding, 0), value=1.0)

@@ -17,51 +17,75 @@ from expkit.engine import distributed as dist
 class MeanAccumulator:
     """Running, sample-weighted means of named scalar tensors.
 
-    The sums live in one packed device vector, so a step costs one ``add_`` however
-    many metrics there are (the engine calls ``add`` with values it weighted once
-    for both of its accumulators). Each element still sees exactly the sequence of
-    ``float64(value) * batch_size`` additions it always did.
+    A step costs at most one device op: its values are stacked into one row, and
+    the row is only kept. Rows are weighted by their batch sizes and summed in bulk
+    (three ops for up to ``FLUSH_ROWS`` steps) when the sums are read. A checkpoint
+    holds the kept rows as they are, so a run resumed between two reads groups its
+    additions exactly as an uninterrupted run does (and logs the same bits).
     """
+
+    #: Rows kept at most before they are summed (bounds memory when reads are rare).
+    FLUSH_ROWS = 1024
 
     def __init__(self) -> None:
         self._names: tuple[str, ...] = ()
         self._sums: torch.Tensor | None = None
+        self._rows: list[torch.Tensor] = []
+        self._sizes: list[int] = []
         self.count = 0
 
     @staticmethod
-    def weigh(values: Mapping[str, torch.Tensor], batch_size: int) -> tuple[tuple[str, ...], torch.Tensor]:
-        """``(names, float64(values) * batch_size)`` as one vector (float32 on MPS)."""
-        stacked = torch.stack(list(values.values())).detach()
-        dtype = torch.float64 if stacked.device.type != "mps" else torch.float32
-        return tuple(values), (stacked if stacked.dtype == dtype else stacked.to(dtype)) * batch_size
+    def row(values: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], torch.Tensor]:
+        """``(names, values as one vector)``: one stack, which the engine shares between accumulators."""
+        stacked = torch.stack(list(values.values()))
+        return tuple(values), (stacked.detach() if stacked.requires_grad else stacked)
 
-    def add(self, names: tuple[str, ...], weighted: torch.Tensor, batch_size: int) -> None:
-        """Add a vector from ``weigh`` (the same vector may go to several accumulators)."""
-        if self._sums is None:
-            self._names, self._sums = names, weighted.clone()
-        elif names == self._names:
-            self._sums.add_(weighted)
-        else:  # the metric names changed between steps: merge by name
-            merged = self.sums
-            for name, value in zip(names, weighted.unbind()):
-                merged[name] = merged[name] + value if name in merged else value
-            self._names, self._sums = tuple(merged), torch.stack(list(merged.values()))
+    def add_row(self, names: tuple[str, ...], row: torch.Tensor, batch_size: int) -> None:
+        """Keep a row from ``row`` (no device work until the sums are read)."""
+        if names != self._names:
+            self._flush()
+            if self._sums is not None:  # the metric names changed between steps: merge by name
+                merged = self.sums
+                zero = self._sums.new_zeros(())
+                self._sums = torch.stack([merged.get(n, zero) for n in names] +
+                                         [v for n, v in merged.items() if n not in names])
+                names = tuple(names) + tuple(n for n in merged if n not in names)
+                row = torch.cat([row.to(self._sums.dtype), row.new_zeros(len(names) - len(row))])
+            self._names = names
+        self._rows.append(row)
+        self._sizes.append(batch_size)
         self.count += batch_size
+        if len(self._rows) >= self.FLUSH_ROWS:
+            self._flush()
 
     def update(self, values: Mapping[str, torch.Tensor], batch_size: int) -> None:
         if values:
-            self.add(*self.weigh(values, batch_size), batch_size)
+            self.add_row(*self.row(values), batch_size)
         else:
             self.count += batch_size
 
+    def _flush(self) -> None:
+        """Add the kept rows to the sums: float64(value) * batch_size, summed (float32 on MPS)."""
+        if not self._rows:
+            return
+        rows = torch.stack(self._rows)
+        dtype = torch.float64 if rows.device.type != "mps" else torch.float32
+        rows = rows if rows.dtype == dtype else rows.to(dtype)
+        weights = torch.tensor(self._sizes, dtype=dtype).to(rows.device, non_blocking=True)
+        sums = (rows * weights.unsqueeze(1)).sum(dim=0)
+        self._sums = sums if self._sums is None else self._sums.add_(sums)
+        self._rows, self._sizes = [], []
+
     @property
     def sums(self) -> dict[str, torch.Tensor]:
+        self._flush()
         if self._sums is None:
             return {}
         return dict(zip(self._names, self._sums.clone().unbind()))
 
     def compute(self, sync: bool = True) -> dict[str, float]:
         """Read the means (one host sync), reduced over all ranks when ``sync``."""
+        self._flush()
         sync = sync and dist.is_distributed()
         # A rank whose evaluation shard is empty has no names; it still has to join the
         # all-reduce, so rank 0 (whose shard is never the smaller one) says which names.
@@ -80,13 +104,20 @@ class MeanAccumulator:
         return {n: v / count for n, v in zip(names, values[:-1])} if count else {}
 
     def reset(self) -> None:
-        self._names, self._sums, self.count = (), None, 0
+        self._names, self._sums, self._rows, self._sizes, self.count = (), None, [], [], 0
 
     def state_dict(self) -> dict:
-        return {"sums": {n: s.cpu() for n, s in self.sums.items()}, "count": self.count}
+        """The sums so far and the rows not yet summed (kept apart: see the class docstring)."""
+        sums = {} if self._sums is None else dict(zip(self._names, self._sums.cpu().unbind()))
+        rows = torch.stack(self._rows).cpu() if self._rows else None
+        return {"names": list(self._names), "sums": sums, "rows": rows, "sizes": list(self._sizes),
+                "count": self.count}
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         sums = state["sums"]
-        self._names = tuple(sums)
-        self._sums = torch.stack([s.to(device) for s in sums.values()]) if sums else None
+        self._names = tuple(state.get("names") or sums)
+        self._sums = torch.stack([sums[n].to(device) for n in self._names]) if sums else None
+        rows = state.get("rows")
+        self._rows = [] if rows is None else list(rows.to(device).unbind())
+        self._sizes = [int(size) for size in state.get("sizes", [])]
         self.count = int(state["count"])

@@ -362,17 +362,17 @@ class Trainer:
                 if getattr(type(c), hook, None) is not base or hook in vars(c)]
 
     def _track(self, result: Any) -> None:
-        """Accumulate metrics on the device and keep the loss for the next finiteness check.
+        """Keep the step's metrics for both accumulators and its loss for the next finiteness check.
 
-        The metrics are weighted once, as one vector, and added to both accumulators
-        (four small device ops per step). The losses since the last check are only kept
-        (no device work); ``_check_finite`` tests them all at once when it syncs anyway.
+        One device op per step: the metrics are stacked into one row that both accumulators
+        keep and sum in bulk when read (see ``MeanAccumulator``). The losses since the last
+        check are only kept; ``_check_finite`` tests them all at once when it syncs anyway.
         """
         if result.metrics:
-            names, weighted = MeanAccumulator.weigh(result.metrics, result.batch_size)
-            self._train_metrics.add(names, weighted, result.batch_size)
-            self._window.add(names, weighted, result.batch_size)
-        else:  # nothing to weigh: only the sample count moves
+            names, row = MeanAccumulator.row(result.metrics)
+            self._train_metrics.add_row(names, row, result.batch_size)
+            self._window.add_row(names, row, result.batch_size)
+        else:  # nothing to keep: only the sample count moves
             self._train_metrics.update(result.metrics, result.batch_size)
             self._window.update(result.metrics, result.batch_size)
         self._unchecked.append((self.global_step, result.loss.detach()))

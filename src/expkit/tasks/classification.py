@@ -17,7 +17,7 @@ class ClassificationTask(Task):
         preds = logits.argmax(dim=1)
         # Counted in float64 so that acc * batch_size is exactly the number correct.
         exact = torch.float32 if y.device.type == "mps" else torch.float64
-        acc = (preds == y).sum().to(exact) / len(y)
+        acc = (preds == y).sum(dtype=exact) / len(y)
         return StepResult(loss=loss, metrics={"loss": loss.detach(), "acc": acc}, batch_size=len(y),
                           outputs={"preds": preds})
 
