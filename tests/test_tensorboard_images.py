@@ -30,7 +30,7 @@ def test_images_and_graph_are_in_the_event_file(tmp_path):
     assert len(matrices) == 2  # one per validation
     steps = [image.step for image in matrices]
     assert steps == sorted(steps) and steps[0] > 0
-    assert _png_size(matrices[-1].encoded_image_string) == (10 * 24, 10 * 24)  # 10 classes, 24 px a cell
+    assert _png_size(matrices[-1].encoded_image_string) == (10 * 16, 10 * 16)  # 10 classes, 16 px a cell
     grids = events.Images("val/predictions")
     assert len(grids) == 2
     width, height = _png_size(grids[-1].encoded_image_string)
@@ -42,12 +42,15 @@ def test_images_and_graph_are_in_the_event_file(tmp_path):
 def test_confusion_image_shades_rows_by_share():
     matrix = torch.tensor([[8, 2], [0, 5]])
     image = confusion_image(matrix)
-    assert image.shape == (3, 48, 48) and 0 <= image.min() and image.max() <= 1
-    cell = lambda i, j: image[:, i * 24 + 12, j * 24 + 12]  # noqa: E731 - the centre of a cell
+    assert image.shape == (3, 32, 32) and 0 <= image.min() and image.max() <= 1
+    cell = lambda i, j: image[:, i * 16 + 8, j * 16 + 8]  # noqa: E731 - the centre of a cell
     assert torch.allclose(cell(1, 1), torch.tensor([0.03, 0.19, 0.42]))  # 100% of the row: dark blue
     assert torch.allclose(cell(1, 0), torch.ones(3))  # 0%: white
     assert cell(0, 0).sum() < cell(0, 1).sum()  # 80% darker than 20%
     assert "| **0** | 8 | 2 |" in confusion_markdown(matrix)
+    # Many classes: smaller cells, so the picture stays at most 400 pixels a side.
+    assert confusion_image(torch.eye(100, dtype=torch.long)).shape == (3, 400, 400)
+    assert confusion_image(torch.eye(1000, dtype=torch.long)).shape == (3, 1000, 1000)
 
 
 def test_predictions_grid_frames_right_green_and_wrong_red():

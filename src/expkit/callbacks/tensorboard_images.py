@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 RIGHT = (0.1, 0.75, 0.2)  # green border
 WRONG = (0.9, 0.1, 0.1)  # red border
-CELL_PIXELS = 24  # each confusion-matrix cell is drawn as a CELL x CELL square
+MAX_CELL_PIXELS = 16  # a confusion-matrix cell is a square of at most this many pixels a side ...
+MATRIX_PIXELS = 400  # ... and fewer when there are many classes, so the image stays this size or less
 MIN_IMAGE_PIXELS = 32  # small inputs (8x8 digits) are enlarged to at least this
 
 
@@ -134,10 +135,17 @@ def confusion_image(matrix: torch.Tensor) -> torch.Tensor:
     share = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     blue = torch.tensor([0.03, 0.19, 0.42], dtype=torch.float64).view(3, 1, 1)
     image = 1.0 - share.unsqueeze(0) * (1.0 - blue)
-    image = image.repeat_interleave(CELL_PIXELS, dim=1).repeat_interleave(CELL_PIXELS, dim=2)
-    image[:, ::CELL_PIXELS, :] = 0.8  # thin grid lines between cells
-    image[:, :, ::CELL_PIXELS] = 0.8
+    cell = cell_pixels(len(matrix))
+    image = image.repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
+    if cell >= 4:
+        image[:, ::cell, :] = 0.8  # thin grid lines between cells
+        image[:, :, ::cell] = 0.8
     return image.float()
+
+
+def cell_pixels(num_classes: int) -> int:
+    """Side of one confusion-matrix cell: 16 px for up to 25 classes, then smaller (at least 1)."""
+    return max(1, min(MAX_CELL_PIXELS, MATRIX_PIXELS // max(num_classes, 1)))
 
 
 def confusion_markdown(matrix: torch.Tensor) -> str:

@@ -41,18 +41,22 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike, background: bool =
     """
     data = io.BytesIO()
     torch.save(obj, data)  # one buffer, one write: faster than torch.save on a file
-    for target in (path, *copies):
-        target = Path(target)
+    targets = [Path(target) for target in (path, *copies)]
+    if background:
+        global _writer
+        if _writer is None:
+            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expkit-checkpoint")
+        _pending.append(_writer.submit(_publish_all, data, targets))
+    else:
+        _publish_all(data, targets)
+    return Path(path)
+
+
+def _publish_all(data: io.BytesIO, targets: list[Path]) -> None:
+    for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        if background:
-            global _writer
-            if _writer is None:
-                _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expkit-checkpoint")
-            _pending.append(_writer.submit(_publish, fd, tmp, data, target))
-        else:
-            _publish(fd, tmp, data, target)
-    return Path(path)
+        _publish(fd, tmp, data, target)
 
 
 _writer: ThreadPoolExecutor | None = None
