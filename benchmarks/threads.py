@@ -9,11 +9,11 @@ import argparse
 import logging
 import os
 import statistics
-import time
+from functools import partial
 
 import torch
 
-from train_throughput import run_engine, workloads
+from train_throughput import run_engine, timed, workloads
 
 
 def main() -> None:
@@ -35,13 +35,11 @@ def main() -> None:
         dm.setup()
         samples = wl.epochs * dm.num_samples("train")
         for n in counts:
-            run_engine(dm, wl, n)  # warm-up
+            timed(partial(run_engine, dm, wl, n))  # warm-up
         times: dict[int, list[float]] = {n: [] for n in counts}
         for rep in range(args.reps):
             for n in (counts if rep % 2 == 0 else counts[::-1]):
-                start = time.perf_counter()
-                run_engine(dm, wl, n)
-                times[n].append(time.perf_counter() - start)
+                times[n].append(timed(partial(run_engine, dm, wl, n)).seconds)
         ratios = [a / b for a, b in zip(times[counts[0]], times[counts[-1]])]
         print(f"| {key} | " + " | ".join(f"{samples / statistics.median(times[n]):,.0f}" for n in counts)
               + f" | {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) |", flush=True)

@@ -18,6 +18,10 @@ in-memory tensors, the same batch order and the same number of epochs:
 - lightning: ``lightning.Trainer`` with the equivalent callbacks and logger, fed the
   same in-memory batches.
 
+Each runner times its training only (``fit`` and closing its logger), not the building of
+its model, callbacks and logger: ``python train.py`` builds those once per process, and
+``benchmarks/startup.py`` and ``benchmarks/whole_run.py`` measure that part.
+
 Runners are interleaved and rotated (no runner always goes first) after one warm-up
 each, so drifting machine load hits all alike; ratios are per repetition, then the
 median (min-max). Wall-clock ratios are the result; CPU-time ratios are printed too
@@ -79,7 +83,7 @@ def workloads(scale: float) -> dict[str, Workload]:
                                      lambda dm: MLP(dm.input_shape, dm.num_classes), epochs(2)),
         "digits-cnn": Workload("CNN, digits 1,257 x 1x8x8, batch 128",
                                lambda: DigitsDataModule(batch_size=128, seed=SEED),
-                               lambda dm: CNN(dm.input_shape, dm.num_classes), epochs(4)),
+                               lambda dm: CNN(dm.input_shape, dm.num_classes), epochs(20)),
     }
 
 
@@ -107,11 +111,24 @@ class Run:
     peak_rss_mb: float
 
 
-def timed(fn: Callable[[], tuple[int, nn.Module]]) -> Run:
+class Stopwatch:
+    """Wall and CPU seconds of the ``with`` block in which a runner trains."""
+
+    wall = cpu = 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def timed(fn: Callable[[Stopwatch], tuple[int, nn.Module]]) -> Run:
     reset_peak_rss()
-    cpu, start = time.process_time(), time.perf_counter()
-    steps, model = fn()
-    return Run(time.perf_counter() - start, time.process_time() - cpu, steps, model, peak_rss_mb())
+    watch = Stopwatch()
+    steps, model = fn(watch)
+    return Run(watch.wall, watch.cpu, steps, model, peak_rss_mb())
 
 
 # ------------------------------------------------------------------ runners
@@ -139,7 +156,7 @@ def default_callbacks_and_logger(out: str, epochs: int, num_classes: int, pictur
     return callbacks, build(_DEFAULTS.logger, save_dir=f"{out}/tensorboard", **switches)
 
 
-def run_engine(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1,
+def run_engine(dm: DataModule, wl: Workload, threads: int, watch: Stopwatch, max_steps: int = -1,
                pictures: bool = True) -> tuple[int, nn.Module]:
     """``python train.py``'s objects with conf/callbacks/default.yaml and conf/logger/tensorboard.yaml
     (``pictures=False``: the same with the confusion matrix, prediction grid and graph switched off)."""
@@ -149,12 +166,13 @@ def run_engine(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1,
         callbacks, logger = default_callbacks_and_logger(out, wl.epochs, dm.num_classes, pictures)
         trainer = Trainer(max_epochs=wl.epochs, max_steps=max_steps, num_threads=threads, num_sanity_val_steps=2,
                           log_every_n_steps=50, callbacks=callbacks, logger=logger, default_root_dir=out)
-        trainer.fit(task, dm)
-        logger.finalize()
+        with watch:
+            trainer.fit(task, dm)
+            logger.finalize()
     return trainer.global_step, task.model
 
 
-def run_hand(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
+def run_hand(dm: DataModule, wl: Workload, threads: int, watch: Stopwatch, max_steps: int = -1) -> tuple[int, nn.Module]:
     """The same outputs written by hand: each epoch trains while summing the loss and the
     correct predictions on the device, validates, writes the four epoch scalars to
     TensorBoard and saves ``last.pt`` (and ``best.pt`` when val accuracy improves)."""
@@ -168,7 +186,7 @@ def run_hand(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) ->
     vx, vy = dm.splits["val"]
     bs, eval_bs = dm.batch_size, dm.eval_batch_size
     best, steps = -1.0, 0
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, watch:
         writer = SummaryWriter(f"{out}/tensorboard")
         for epoch in range(wl.epochs):
             model.train()
@@ -211,27 +229,34 @@ def run_hand(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) ->
     return steps, model
 
 
-def run_bare(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
+def run_bare(dm: DataModule, wl: Workload, threads: int, watch: Stopwatch, max_steps: int = -1) -> tuple[int, nn.Module]:
     """The minimum: forward, loss, backward, step, zero_grad; no metrics, validation or saving."""
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
     model = wl.make_model(dm)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     x, y = dm.splits["train"]
-    steps = 0
     model.train()
-    for epoch in range(wl.epochs):
+    with watch:
+        steps = _bare_epochs(model, optimizer, x, y, dm.batch_size, wl.epochs, max_steps)
+    return steps, model
+
+
+def _bare_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                 batch_size: int, epochs: int, max_steps: int) -> int:
+    steps = 0
+    for epoch in range(epochs):
         order = epoch_permutation(len(y), SEED, epoch, shuffle=True)
-        for start in range(0, len(y), dm.batch_size):
-            idx = order[start:start + dm.batch_size]
+        for start in range(0, len(y), batch_size):
+            idx = order[start:start + batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
             steps += 1
             if steps == max_steps:
-                return steps, model
-    return steps, model
+                return steps
+    return steps
 
 
 class _Batches:
@@ -281,7 +306,7 @@ def lightning_runner() -> Callable[..., tuple[int, nn.Module]] | None:
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=LR)
 
-    def run(dm: DataModule, wl: Workload, threads: int, max_steps: int = -1) -> tuple[int, nn.Module]:
+    def run(dm: DataModule, wl: Workload, threads: int, watch: Stopwatch, max_steps: int = -1) -> tuple[int, nn.Module]:
         from lightning.pytorch.callbacks import EarlyStopping as LEarly
         from lightning.pytorch.callbacks import LearningRateMonitor as LLr
         from lightning.pytorch.callbacks import ModelCheckpoint as LCkpt
@@ -300,8 +325,10 @@ def lightning_runner() -> Callable[..., tuple[int, nn.Module]] | None:
                            LEarly(monitor="val/acc", mode="max", patience=wl.epochs + 1,
                                   check_on_train_epoch_end=False),
                            LLr(logging_interval="epoch")])
-            trainer.fit(module, _Batches(dm.splits["train"], dm.batch_size, True),
-                        _Batches(dm.splits["val"], dm.eval_batch_size, False))
+            train, val = _Batches(dm.splits["train"], dm.batch_size, True), _Batches(dm.splits["val"],
+                                                                                     dm.eval_batch_size, False)
+            with watch:
+                trainer.fit(module, train, val)
         return trainer.global_step, module.model
 
     return run
@@ -373,15 +400,15 @@ def main() -> None:
         n_train = dm.num_samples("train")
         names = list(runners)
         for name in names:  # warm-up: allocator, lazy imports, first-call paths
-            timed(lambda: runners[name](dm, wl, args.threads))
+            timed(partial(runners[name], dm, wl, args.threads))
         times: dict[str, list[Run]] = {name: [] for name in names}
         one_step: dict[str, list[float]] = {name: [] for name in names}
         for rep in range(args.reps):
             order = names[rep % len(names):] + names[:rep % len(names)]  # rotate: no runner always goes first
             for name in order:
-                times[name].append(timed(lambda: runners[name](dm, wl, args.threads)))
+                times[name].append(timed(partial(runners[name], dm, wl, args.threads)))
             for name in order:  # a fit of one step: what a fit costs besides its steps
-                one_step[name].append(timed(lambda: runners[name](dm, wl, args.threads, max_steps=1)).seconds)
+                one_step[name].append(timed(partial(runners[name], dm, wl, args.threads, max_steps=1)).seconds)
         engine_loss = train_loss(times["engine"][-1].model, dm)
         checks = []
         for name in ("engine, no pictures", "hand-written", "hand-written, bare"):
