@@ -1,7 +1,7 @@
 """Training throughput: the engine with its default callbacks vs hand-written loops
 (and Lightning's Trainer when it is installed), side by side in one process.
 
-    python benchmarks/train_throughput.py            # ~3 minutes on 2 quiet cores
+    python benchmarks/train_throughput.py            # about 12 minutes on 2 cores
     python benchmarks/train_throughput.py --reps 3 --workloads digits-mlp --threads 2
 
 Runners, all with the same model (same seed, so the same initial weights), the same
