@@ -90,3 +90,28 @@ def test_logged_image_decodes_to_the_same_pixels(tmp_path, channels):
         decoded = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)))
         expected = pixels.permute(1, 2, 0).numpy()
         assert np.array_equal(decoded, expected[:, :, 0] if channels == 1 else expected)
+
+
+def test_fast_event_checksums_equal_tensorboards_own_and_files_still_verify(tmp_path):
+    import os
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as pure_python
+    from tensorboard.summary.writer import record_writer
+
+    from expkit.loggers import TensorBoardLogger
+    from expkit.loggers.tensorboard import use_fast_event_checksums
+
+    assert use_fast_event_checksums()  # google-crc32c's C extension is a dependency
+    assert record_writer.masked_crc32c is not pure_python
+    for data in (b"", b"a", os.urandom(3), os.urandom(8193), bytes(1000)):
+        assert record_writer.masked_crc32c(data) == pure_python(data)
+    # TensorBoard's reader recomputes every record's checksum and refuses a mismatch.
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    logger = TensorBoardLogger(str(tmp_path))
+    logger.log_metrics({"val/acc": 0.5}, step=1)
+    logger.log_image("picture", torch.rand(3, 20, 30), step=1)
+    logger.finalize()
+    (event_file,) = tmp_path.glob("events.out.tfevents.*")
+    read = list(EventFileLoader(str(event_file)).Load())
+    assert any(v.tag == "picture" for event in read for v in event.summary.value)
