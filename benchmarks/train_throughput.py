@@ -158,12 +158,17 @@ def default_callbacks_and_logger(out: str, epochs: int, num_classes: int, pictur
     return callbacks, build(_DEFAULTS.logger, save_dir=f"{out}/tensorboard", **switches)
 
 
+def engine_task(dm: DataModule, wl: Workload) -> ClassificationTask:
+    """The workload's model (seeded: every runner starts from the same weights) with Adam."""
+    torch.manual_seed(SEED)
+    return ClassificationTask(wl.make_model(dm), optimizer=partial(torch.optim.Adam, lr=LR))
+
+
 def run_engine(dm: DataModule, wl: Workload, threads: int, watch: Stopwatch, max_steps: int = -1,
                pictures: bool = True) -> tuple[int, nn.Module]:
     """``python train.py``'s objects with conf/callbacks/default.yaml and conf/logger/tensorboard.yaml
     (``pictures=False``: the same with the confusion matrix, prediction grid and graph switched off)."""
-    torch.manual_seed(SEED)
-    task = ClassificationTask(wl.make_model(dm), optimizer=partial(torch.optim.Adam, lr=LR))
+    task = engine_task(dm, wl)
     with tempfile.TemporaryDirectory() as out:
         callbacks, logger = default_callbacks_and_logger(out, wl.epochs, dm.num_classes, pictures)
         trainer = Trainer(max_epochs=wl.epochs, max_steps=max_steps, num_threads=threads, num_sanity_val_steps=2,
@@ -178,8 +183,7 @@ def run_engine_loop(dm: DataModule, wl: Workload, threads: int, watch: Stopwatch
                     max_steps: int = -1) -> tuple[int, nn.Module]:
     """The engine's loop alone: no callbacks, no logger, no sanity check, and validation only
     once, at the end of fit. It still keeps exact per-step training metrics on the device."""
-    torch.manual_seed(SEED)
-    task = ClassificationTask(wl.make_model(dm), optimizer=partial(torch.optim.Adam, lr=LR))
+    task = engine_task(dm, wl)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(max_epochs=wl.epochs, max_steps=max_steps, num_threads=threads, num_sanity_val_steps=0,
                           check_val_every_n_epoch=wl.epochs + 1, callbacks=[], logger=None, default_root_dir=out)

@@ -129,11 +129,16 @@ def test_python_launch_leaves_one_complete_run_dir(tmp_path, single_process_run)
     assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
 
 
-def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
+def torchrun(*overrides: str, timeout: int, **env: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 train.py trainer=ddp <overrides>`` as a real subprocess."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(ROOT / "train.py"), *FAST, "trainer=ddp", "data.batch_size=32"]
-    env = {**os.environ, **WORKER_ENV, "EXPKIT_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+               str(ROOT / "train.py"), *FAST, "trainer=ddp", *overrides]
+    env = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1", **env}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
+    proc = torchrun("data.batch_size=32", timeout=240, EXPKIT_ROOT=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = assert_complete_run_dir(only_run_dir(tmp_path))
     assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
@@ -187,11 +192,8 @@ def test_the_raising_rank_is_reported_even_when_the_agent_only_saw_its_peer_fail
 
 
 def test_torchrun_failure_names_the_failing_rank_and_rank_zero_says_it_was_not_the_cause(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(ROOT / "train.py"), *FAST, "trainer=ddp", "task._target_=ddp_helpers.FailOnRankTask",
-               "logger=none", "test=false", f"hydra.run.dir={tmp_path / 'run'}"]
-    env = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    proc = torchrun("task._target_=ddp_helpers.FailOnRankTask", "logger=none", "test=false",
+                    f"hydra.run.dir={tmp_path / 'run'}", timeout=180)
     assert proc.returncode != 0
     assert "injected failure on rank 1 at training step 3" in proc.stderr  # the root cause is shown
     # Rank 0 only lost its peer. Usually it records that in status.json; sometimes torchrun's

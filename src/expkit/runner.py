@@ -10,7 +10,6 @@ import atexit
 import gc
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -135,7 +134,7 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
         sys.exit(EXIT_PREEMPTED)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line, a status and an exit code
         message = _one_line(e)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and ddp.lost_peer(message):  # torchrun: not the root cause
+        if dist.torchrun_world_size() > 1 and ddp.lost_peer(message):  # torchrun: not the root cause
             message = f"another rank failed first (its error is in the job's output); rank {dist.rank()} saw: {message}"
         if rank_zero:
             _record(directory, "failed", error=message)

@@ -50,8 +50,8 @@ def should_launch(cfg: Any) -> bool:
 
 def check_torchrun_world(cfg: Any) -> None:
     """Several torchrun processes without DDP would each train alone on all the data."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if dist.launched_by_torchrun() and world > 1 and cfg.trainer.get("strategy") != "ddp":
+    world = dist.torchrun_world_size()
+    if world > 1 and cfg.trainer.get("strategy") != "ddp":
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')!r}: this process is one of "
                           f"WORLD_SIZE={world} started by torchrun; use trainer=ddp")
 
