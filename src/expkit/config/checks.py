@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from expkit.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config value that is not allowed; the message is one line for the user."""
+
 
 
 def _int(minimum: int) -> tuple[Callable[[Any], bool], str]:

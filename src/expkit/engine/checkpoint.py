@@ -15,13 +15,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from expkit.errors import CheckpointError
+
 FORMAT = "expkit-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used; the message names the file and why."""
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike, background: bool = False,
