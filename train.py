@@ -39,8 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k and not k.endswith("_step")}
     if cfg.test:
         metrics.update(trainer.test(task, datamodule, ckpt_path="best"))
-    best = next((c for c in callbacks if hasattr(c, "best_epoch")), None)
-    metrics["best_epoch"] = best.best_epoch if best is not None else None
+    metrics["best_epoch"] = trainer.best_epoch  # from its checkpoint callback (None without one)
     if logger is not None:
         logger.log_hyperparams(hparams(cfg), {k: v for k, v in metrics.items() if isinstance(v, float)})
         logger.finalize()

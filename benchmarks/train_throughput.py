@@ -55,7 +55,7 @@ from torch import nn
 from expkit.data import DigitsDataModule, SyntheticDataModule
 from expkit.data.base import DataModule
 from expkit.engine import Trainer
-from expkit.engine.loaders import TensorLoader, epoch_permutation
+from expkit.data.loaders import TensorLoader, epoch_permutation
 from expkit.models import CNN, MLP
 from expkit.tasks import ClassificationTask
 
@@ -153,9 +153,10 @@ def default_callbacks_and_logger(out: str, epochs: int, num_classes: int, pictur
             _DEFAULTS = compose("train", overrides=["paths.output_dir=/unused"])
     overrides = {"model_checkpoint": {"dirpath": f"{out}/checkpoints"}, "early_stopping": {"patience": epochs + 1},
                  "tensorboard_images": {"num_classes": num_classes}}
+    if not pictures:
+        overrides["tensorboard_images"].update(log_confusion_matrix=False, log_predictions=False, log_graph=False)
     callbacks = [build(node, **overrides.get(name, {})) for name, node in _DEFAULTS.callbacks.items() if node]
-    switches = {} if pictures else {"log_confusion_matrix": False, "log_predictions": False, "log_graph": False}
-    return callbacks, build(_DEFAULTS.logger, save_dir=f"{out}/tensorboard", **switches)
+    return callbacks, build(_DEFAULTS.logger, save_dir=f"{out}/tensorboard")
 
 
 def engine_task(dm: DataModule, wl: Workload) -> ClassificationTask:
@@ -354,6 +355,133 @@ def lightning_runner() -> Callable[..., tuple[int, nn.Module]] | None:
     return run
 
 
+# ------------------------------------------------- launch-bound: Linear(4, 2)
+TINY = dict(samples=4096, batch_size=8, epochs=3)
+
+
+def _tiny_data() -> SyntheticDataModule:
+    return SyntheticDataModule(input_shape=(4,), num_classes=2, num_train=TINY["samples"], num_val=256,
+                               num_test=8, batch_size=TINY["batch_size"], eval_batch_size=256, seed=SEED)
+
+
+def _tiny_model() -> nn.Module:
+    torch.manual_seed(SEED)
+    return nn.Linear(4, 2)
+
+
+def tiny_engine(dm: DataModule, watch: Stopwatch) -> nn.Module:
+    """The engine's loop with nothing around it: no callbacks, no logger, no sanity check,
+    one validation at the end. Its exact per-step loss and accuracy sums are kept."""
+    task = ClassificationTask(_tiny_model(), optimizer=partial(torch.optim.SGD, lr=0.1))
+    trainer = Trainer(max_epochs=TINY["epochs"], accelerator="cpu", num_threads=1, num_sanity_val_steps=0,
+                      check_val_every_n_epoch=TINY["epochs"], callbacks=[], logger=None)
+    with watch:
+        trainer.fit(task, dm)
+    return task.model
+
+
+def tiny_hand(dm: DataModule, watch: Stopwatch) -> nn.Module:
+    """By hand, the same work: each step sums the loss and the correct predictions on the
+    device (what the engine keeps for its exact epoch means), one validation at the end."""
+    model = _tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = dm.splits["train"]
+    vx, vy = dm.splits["val"]
+    with watch:
+        for epoch in range(TINY["epochs"]):
+            model.train()
+            order = epoch_permutation(len(y), SEED, epoch, shuffle=True)
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            correct = torch.zeros((), dtype=torch.float64)
+            for start in range(0, len(y), TINY["batch_size"]):
+                idx = order[start:start + TINY["batch_size"]]
+                xb, yb = x[idx], y[idx]
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.argmax(1) == yb).sum()
+            float(loss_sum), float(correct)  # the epoch means are read once
+        model.eval()
+        with torch.no_grad():
+            F.cross_entropy(model(vx), vy).item()
+    return model
+
+
+def tiny_lightning() -> Callable[[DataModule, Stopwatch], nn.Module] | None:
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+
+    class Tiny(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = _tiny_model()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            self.log("train/loss", loss, on_step=False, on_epoch=True)
+            self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val/loss", F.cross_entropy(self.model(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def run(dm: DataModule, watch: Stopwatch) -> nn.Module:
+        module = Tiny()
+        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):
+            trainer = L.Trainer(max_epochs=TINY["epochs"], accelerator="cpu", devices=1, logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                num_sanity_val_steps=0, check_val_every_n_epoch=TINY["epochs"], default_root_dir=out)
+            train, val = _Batches(dm.splits["train"], TINY["batch_size"], True), _Batches(dm.splits["val"], 256, False)
+            with watch:
+                trainer.fit(module, train, val)
+        return module.model
+
+    return run
+
+
+def launch_bound(reps: int, use_lightning: bool) -> None:
+    """Per-step overhead where the math costs nothing: Linear(4, 2), batch 8, one thread."""
+    torch.set_num_threads(1)
+    dm = _tiny_data()
+    dm.setup()
+    runners: dict[str, Callable] = {"engine, loop only": tiny_engine, "hand-written, same sums": tiny_hand}
+    lightning = tiny_lightning() if use_lightning else None
+    if lightning is not None:
+        runners["lightning"] = lightning
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    models: dict[str, nn.Module] = {}
+    for rep in range(reps + 1):  # the first round warms up
+        names = list(runners)[rep % len(runners):] + list(runners)[:rep % len(runners)]
+        for name in names:
+            watch = Stopwatch()
+            models[name] = runners[name](dm, watch)
+            if rep:
+                seconds[name].append(watch.wall)
+    steps = TINY["epochs"] * -(-TINY["samples"] // TINY["batch_size"])
+    same = torch.equal(models["engine, loop only"].weight, models["hand-written, same sums"].weight)
+    print(f"\n## launch-bound: Linear(4, 2), {TINY['samples']} samples, batch {TINY['batch_size']}, "
+          f"{TINY['epochs']} epochs ({steps} steps), one thread; engine and hand-written weights "
+          f"{'identical' if same else 'DIFFER'}")
+    rows = [{"runner": name, "us/step": f"{statistics.median(s) / steps * 1e6:,.1f}",
+             "engine / this, wall": spread([e / r for e, r in zip(seconds["engine, loop only"], s)])}
+            for name, s in seconds.items()]
+    print_table(rows)
+    if not same:
+        raise SystemExit("launch-bound: the engine's weights differ from the hand-written loop's")
+
+
 # ------------------------------------------------------------------- checks
 @torch.no_grad()
 def train_loss(model: nn.Module, dm: DataModule) -> float:
@@ -408,7 +536,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's epochs")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch intra-op threads (trainer.num_threads; default: torch's, as train.py uses)")
-    parser.add_argument("--workloads", default="digits-mlp,synthetic784-mlp,digits-cnn")
+    parser.add_argument("--workloads", default="linear-tiny,digits-mlp,synthetic784-mlp,digits-cnn",
+                        help="linear-tiny is the launch-bound Linear(4, 2) workload (always one thread)")
     parser.add_argument("--no-lightning", action="store_true", help="skip Lightning even when installed")
     parser.add_argument("--no-data-path", action="store_true", help="skip the in-memory vs DataLoader check")
     args = parser.parse_args()
@@ -427,7 +556,11 @@ def main() -> None:
           + ("" if lightning else ", Lightning not installed"))
     all_wl = workloads(args.scale)
     failures = []
-    for key in args.workloads.split(","):
+    keys = args.workloads.split(",")
+    if "linear-tiny" in keys:
+        launch_bound(max(args.reps, 5), not args.no_lightning)
+        torch.set_num_threads(args.threads)
+    for key in [k for k in keys if k != "linear-tiny"]:
         wl = all_wl[key]
         dm = wl.make_data()
         dm.setup()

@@ -87,9 +87,9 @@ def validate(weights: dict, num_val: int = NUM_VAL) -> dict[str, float]:
     task = _task()
     task.model.load_state_dict(weights)
     with tempfile.TemporaryDirectory() as out:
-        logger = TensorBoardLogger(save_dir=out, log_graph=False)
+        logger = TensorBoardLogger(save_dir=out)
         trainer = Trainer(accelerator="cpu", strategy="ddp" if ddp else "auto", num_threads=1,
-                          callbacks=[TensorBoardImages(num_classes=3)], logger=logger)
+                          callbacks=[TensorBoardImages(num_classes=3, log_graph=False)], logger=logger)
         metrics = trainer.validate(task, _datamodule(16, num_val))
         logger.finalize()
     return metrics

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from expkit.data import DigitsDataModule, FashionMNISTDataModule, MNISTDataModule, SyntheticDataModule
-from expkit.engine.loaders import TensorLoader, TorchDataLoader, shard
+from expkit.data.loaders import TensorLoader, TorchDataLoader, shard
 
 
 def test_digits_splits_are_deterministic_from_the_seed_and_disjoint():

@@ -79,7 +79,7 @@ def test_mid_epoch_checkpoint_moves_between_world_sizes(engine_runs):
 
 
 def test_shards_are_disjoint_and_cover_every_sample_once_when_evaluating():
-    from expkit.engine.loaders import epoch_permutation, shard
+    from expkit.data.loaders import epoch_permutation, shard
 
     for epoch in (0, 1):
         order = epoch_permutation(51, seed=3, epoch=epoch, shuffle=True)

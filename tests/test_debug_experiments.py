@@ -74,7 +74,8 @@ def test_debug_limit_uses_a_fraction_of_each_split(tmp_path):
     from conftest import read_scalars
 
     train("debug=limit", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1",
-          "logger.log_graph=false", "logger.log_predictions=false", "logger.log_confusion_matrix=false",
+          "callbacks.tensorboard_images.log_graph=false", "callbacks.tensorboard_images.log_predictions=false",
+          "callbacks.tensorboard_images.log_confusion_matrix=false",
           f"hydra.run.dir={tmp_path}")
     scalars = read_scalars(tmp_path / "tensorboard")
     # digits: 1,258 training images in batches of 64 = 20 batches; 10% of them = 2 steps an epoch, 3 epochs

@@ -21,7 +21,7 @@ def _png_size(encoded: bytes) -> tuple[int, int]:
 def test_images_and_graph_are_in_the_event_file(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(*FAST, "trainer.max_epochs=2", "logger.max_predictions=16", f"hydra.run.dir={tmp_path}")
+    train(*FAST, "trainer.max_epochs=2", "callbacks.tensorboard_images.max_predictions=16", f"hydra.run.dir={tmp_path}")
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()
@@ -78,7 +78,7 @@ def test_logged_image_decodes_to_the_same_pixels(tmp_path, channels):
 
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (channels, 7, 11), dtype=torch.uint8, generator=generator)
-    logger = TensorBoardLogger(str(tmp_path))
+    logger = TensorBoardLogger(save_dir=str(tmp_path))
     logger.log_image("exact", pixels, step=3)
     logger.log_image("floats", pixels.float() / 255, step=4)
     logger.finalize()
@@ -108,7 +108,7 @@ def test_fast_event_checksums_equal_tensorboards_own_and_files_still_verify(tmp_
     # TensorBoard's reader recomputes every record's checksum and refuses a mismatch.
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    logger = TensorBoardLogger(str(tmp_path))
+    logger = TensorBoardLogger(save_dir=str(tmp_path))
     logger.log_metrics({"val/acc": 0.5}, step=1)
     logger.log_image("picture", torch.rand(3, 20, 30), step=1)
     logger.finalize()

@@ -1,8 +1,7 @@
-from expkit.callbacks.early_stopping import EarlyStopping
-from expkit.callbacks.lr_monitor import LearningRateMonitor
-from expkit.callbacks.model_checkpoint import ModelCheckpoint
-from expkit.callbacks.profiler import Profiler
-from expkit.callbacks.progress_bar import ProgressBar
-from expkit.callbacks.tensorboard_images import TensorBoardImages
+"""Built-in callbacks (names load on first use: ``callbacks.options`` stays torch-free)."""
+from expkit.lazy import exports
 
 __all__ = ["EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "Profiler", "ProgressBar", "TensorBoardImages"]
+__getattr__, __dir__ = exports(__name__, {
+    "EarlyStopping": "early_stopping", "LearningRateMonitor": "lr_monitor", "ModelCheckpoint": "model_checkpoint",
+    "Profiler": "profiler", "ProgressBar": "progress_bar", "TensorBoardImages": "tensorboard_images"})

@@ -5,18 +5,20 @@ import logging
 import math
 from typing import Any
 
+from expkit.callbacks.options import EarlyStoppingOptions
 from expkit.engine.callback import Callback
+from expkit.errors import ConfigError
+from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
 
 
-class EarlyStopping(Callback):
-    def __init__(self, monitor: str = "val/acc", mode: str = "max", patience: int = 3, min_delta: float = 0.0) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode={mode!r}: must be 'min' or 'max'")
-        if patience < 1:
-            raise ValueError(f"patience={patience}: must be >= 1")
-        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, abs(min_delta)
+class EarlyStopping(Callback, Configurable):
+    Options = EarlyStoppingOptions
+
+    def __init__(self, **options: Any) -> None:
+        opts = self.configure(options)
+        self.monitor, self.mode, self.patience = opts.monitor, opts.mode, opts.patience
         self.best_score: float | None = None
         self.wait = 0
         self.stopped_epoch: int | None = None
@@ -25,11 +27,11 @@ class EarlyStopping(Callback):
         if not trainer.fitting:
             return
         if self.monitor not in trainer.callback_metrics:
-            raise KeyError(f"EarlyStopping monitor={self.monitor!r} is not a logged metric; "
-                           f"available: {', '.join(sorted(trainer.callback_metrics))}")
+            raise ConfigError(f"callbacks.early_stopping.monitor={self.monitor!r}: not a logged metric; "
+                              f"available: {', '.join(sorted(trainer.callback_metrics))}")
         score = trainer.callback_metrics[self.monitor]
         sign = 1.0 if self.mode == "max" else -1.0
-        if not math.isnan(score) and (self.best_score is None or sign * (score - self.best_score) > self.min_delta):
+        if not math.isnan(score) and (self.best_score is None or sign * (score - self.best_score) > self.opts.min_delta):
             self.best_score, self.wait = score, 0
             return
         self.wait += 1

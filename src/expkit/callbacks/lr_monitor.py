@@ -3,20 +3,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from expkit.callbacks.options import LearningRateMonitorOptions
 from expkit.engine.callback import Callback
+from expkit.options import Configurable
 
 
-class LearningRateMonitor(Callback):
+class LearningRateMonitor(Callback, Configurable):
     """``epoch``: the LR an epoch started with, logged at the epoch's end next to ``train/loss``.
 
     Nothing is logged when an epoch starts: a run resumed from an end-of-epoch checkpoint
     starts the next epoch again, and would log that step twice.
     """
 
-    def __init__(self, logging_interval: str = "epoch") -> None:
-        if logging_interval not in ("epoch", "step"):
-            raise ValueError(f"logging_interval={logging_interval!r}: must be 'epoch' or 'step'")
-        self.logging_interval = logging_interval
+    Options = LearningRateMonitorOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.logging_interval = self.configure(options).logging_interval
         self._epoch_lr: float | None = None  # kept in checkpoints: a mid-epoch resume still logs it
 
     def on_train_epoch_start(self, trainer: Any, task: Any) -> None:

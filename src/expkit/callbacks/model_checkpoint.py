@@ -6,23 +6,26 @@ import math
 from pathlib import Path
 from typing import Any
 
-from expkit.engine.callback import Callback
+from expkit.callbacks.options import ModelCheckpointOptions
+from expkit.engine.callback import CheckpointCallback
+from expkit.errors import ConfigError
+from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
 
+BEST, LAST = "best.ckpt", "last.ckpt"
 
-class ModelCheckpoint(Callback):
-    def __init__(self, dirpath: str, monitor: str | None = "val/acc", mode: str = "max", save_last: bool = True,
-                 every_n_train_steps: int | None = None, every_n_epochs: int = 1) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode={mode!r}: must be 'min' or 'max'")
-        if every_n_train_steps is not None and every_n_train_steps < 1:
-            raise ValueError(f"every_n_train_steps={every_n_train_steps}: must be null or >= 1")
-        if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs={every_n_epochs}: must be >= 1")
-        self.dirpath = Path(dirpath)
-        self.monitor, self.mode, self.save_last = monitor, mode, save_last
-        self.every_n_train_steps, self.every_n_epochs = every_n_train_steps, every_n_epochs
+
+class ModelCheckpoint(CheckpointCallback, Configurable):
+    """The run's checkpoint files. The trainer finds it by type (``CheckpointCallback``)
+    and takes its folder, best checkpoint and best epoch from it."""
+
+    Options = ModelCheckpointOptions
+
+    def __init__(self, **options: Any) -> None:
+        opts = self.configure(options)
+        self.dirpath = Path(opts.dirpath)
+        self.monitor, self.mode = opts.monitor, opts.mode
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.best_model_path: str | None = None
@@ -45,34 +48,36 @@ class ModelCheckpoint(Callback):
     def on_validation_end(self, trainer: Any, task: Any) -> None:
         if trainer.fitting and self.monitor is not None:
             if self.monitor not in trainer.callback_metrics:
-                raise KeyError(f"ModelCheckpoint monitor={self.monitor!r} is not a logged metric; "
-                               f"available: {', '.join(sorted(trainer.callback_metrics))}")
+                raise ConfigError(f"callbacks.model_checkpoint.monitor={self.monitor!r}: not a logged metric; "
+                                  f"available: {', '.join(sorted(trainer.callback_metrics))}")
             self._pending = trainer.callback_metrics[self.monitor]
 
     def on_train_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
-        n = self.every_n_train_steps
-        if n and trainer.optimizer_stepped and trainer.global_step % n == 0 and not trainer.fast_dev_run:
-            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+        n = self.opts.every_n_train_steps
+        if n and trainer.optimizer_stepped and trainer.global_step % n == 0:
+            trainer.save_checkpoint(self.dirpath / LAST)
 
     def on_train_epoch_end(self, trainer: Any, task: Any) -> None:
-        if trainer.fast_dev_run:
-            return
         pending, self._pending = self._pending, None
         paths = []
         if pending is not None and self._improved(pending):
             self.best_score, self.best_epoch = pending, trainer.epoch
-            self.best_model_path = str(self.dirpath / "best.ckpt")
+            self.best_model_path = str(self.dirpath / BEST)
             paths.append(self.best_model_path)
             log.info("epoch %d: %s=%.4f is the best so far, saved %s", trainer.epoch, self.monitor, pending,
                      self.best_model_path)
-        if self.save_last and (trainer.epoch + 1) % self.every_n_epochs == 0:
-            paths.append(self.dirpath / "last.ckpt")
+        if self.opts.save_last and (trainer.epoch + 1) % self.opts.every_n_epochs == 0:
+            paths.append(self.dirpath / LAST)
         if paths:  # best and last of one epoch hold the same state: serialize it once
             trainer.save_checkpoint(*paths)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_model_path": self.best_model_path}
+        """The best file by name only: a copied or moved run directory resumes with its own."""
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch,
+                "best_model_file": BEST if self.best_model_path is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
-        self.best_model_path = state["best_model_path"]
+        name = state.get("best_model_file") or (Path(state["best_model_path"]).name
+                                                if state.get("best_model_path") else None)
+        self.best_model_path = str(self.dirpath / name) if name else None

@@ -13,20 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from expkit.engine import distributed as dist
+from expkit.callbacks.options import ProfilerOptions
 from expkit.engine.callback import Callback
+from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
 
 
-class Profiler(Callback):
-    def __init__(self, dirpath: str, wait: int = 1, warmup: int = 1, active: int = 3, record_shapes: bool = True,
-                 profile_memory: bool = False, with_stack: bool = False) -> None:
-        for name, value, minimum in (("wait", wait, 0), ("warmup", warmup, 0), ("active", active, 1)):
-            if not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}")
-        self.dirpath = Path(dirpath)
-        self.wait, self.warmup, self.active = wait, warmup, active
-        self.record_shapes, self.profile_memory, self.with_stack = record_shapes, profile_memory, with_stack
+class Profiler(Callback, Configurable):
+    Options = ProfilerOptions
+
+    def __init__(self, **options: Any) -> None:
+        opts = self.configure(options)
+        self.dirpath = Path(opts.dirpath)
+        self.wait, self.warmup, self.active = opts.wait, opts.warmup, opts.active
+        self.record_shapes, self.profile_memory, self.with_stack = opts.record_shapes, opts.profile_memory, opts.with_stack
         self._profiler: Any = None
         self._steps = 0
         self._done = False

@@ -11,15 +11,19 @@ import sys
 import time
 from typing import Any
 
+from expkit.callbacks.options import ProgressBarOptions
 from expkit.engine.callback import Callback
+from expkit.options import Configurable
 
 log = logging.getLogger("expkit.progress")
 
 
-class ProgressBar(Callback):
-    def __init__(self, refresh_seconds: float = 0.5, log_every_n_steps: int = 50, tty: bool | None = None) -> None:
-        self.refresh_seconds, self.log_every_n_steps = refresh_seconds, log_every_n_steps
-        self.tty = tty
+class ProgressBar(Callback, Configurable):
+    Options = ProgressBarOptions
+
+    def __init__(self, **options: Any) -> None:
+        opts = self.configure(options)
+        self.refresh_seconds, self.log_every_n_steps, self.tty = opts.refresh_seconds, opts.log_every_n_steps, opts.tty
         self._bar: Any = None
         self._last_refresh = 0.0
         self._epoch_start = 0.0

@@ -1,9 +1,9 @@
 """Pictures in TensorBoard for classification: a confusion matrix and a grid of sample
 predictions at each validation, and the model graph once.
 
-Each is switched by the logger's flags (``conf/logger/tensorboard.yaml``):
-``log_confusion_matrix``, ``log_predictions`` (up to ``max_predictions`` images) and
-``log_graph``. Images are built with plain torch (no plotting library, no torchvision
+Each is switched by this callback's own options (``conf/callbacks/default.yaml``,
+``callbacks.tensorboard_images.*``): ``log_confusion_matrix``, ``log_predictions`` (up to
+``max_predictions`` images) and ``log_graph``; they draw on the trainer's logger. Images are built with plain torch (no plotting library, no torchvision
 import on the default path): a green border is a right prediction, a red one a wrong one.
 """
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Any
 import torch
 
 from expkit.engine import distributed as dist
+from expkit.callbacks.options import TensorBoardImagesOptions
 from expkit.engine.callback import Callback
+from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,11 @@ MATRIX_PIXELS = 400  # ... and fewer when there are many classes, so the image s
 MIN_IMAGE_PIXELS = 32  # small inputs (8x8 digits) are enlarged to at least this
 
 
-class TensorBoardImages(Callback):
-    def __init__(self, num_classes: int | None = None) -> None:
-        self.num_classes = num_classes
+class TensorBoardImages(Callback, Configurable):
+    Options = TensorBoardImagesOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.num_classes = self.configure(options).num_classes
         self._labels: list[torch.Tensor] = []
         self._preds: list[torch.Tensor] = []
         # (inputs, labels, preds) batches of right / wrong predictions, up to max_predictions each
@@ -37,9 +41,9 @@ class TensorBoardImages(Callback):
         self._graph_logged = False
 
     # ------------------------------------------------------------------ hooks
-    @staticmethod
-    def _flag(trainer: Any, name: str) -> bool:
-        return trainer.logger is not None and bool(getattr(trainer.logger, name, False))
+    def _flag(self, trainer: Any, name: str) -> bool:
+        """A picture is drawn when it is switched on and there is a logger to draw it on."""
+        return trainer.logger is not None and getattr(self.opts, name)
 
     def on_validation_start(self, trainer: Any, task: Any) -> None:
         self._labels, self._preds, self._right, self._wrong = [], [], [], []
@@ -69,7 +73,7 @@ class TensorBoardImages(Callback):
                 trainer.logger.log_image("val/confusion_matrix", confusion_image(matrix), step)
                 trainer.logger.experiment.add_text("val/confusion_matrix_counts", confusion_markdown(matrix), step)
         if self._flag(trainer, "log_predictions") and dist.is_rank_zero() and (self._right or self._wrong):
-            samples = self._pick_samples(int(getattr(trainer.logger, "max_predictions", 32)))
+            samples = self._pick_samples(self.opts.max_predictions)
             grid = predictions_grid(*samples)
             if grid is not None:
                 trainer.logger.log_image("val/predictions", grid, step)
@@ -93,7 +97,7 @@ class TensorBoardImages(Callback):
 
     def _collect_samples(self, trainer: Any, inputs: Any, labels: torch.Tensor, preds: torch.Tensor) -> None:
         """Keep up to ``max_predictions`` right and as many wrong samples (whole-batch tensor ops)."""
-        limit = int(getattr(trainer.logger, "max_predictions", 32))
+        limit = self.opts.max_predictions
         if not isinstance(inputs, torch.Tensor) or inputs.dim() not in (3, 4):
             return
         correct = preds == labels

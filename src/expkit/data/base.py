@@ -2,19 +2,26 @@
 
 A split is either a tuple of tensors (it fits in memory: served by the fast
 ``TensorLoader`` straight from the training device) or any ``Dataset`` (served by
-a ``DataLoader`` with workers). ``loader`` in the config can force either path.
+a ``DataLoader`` with workers; a map-style one resumes exactly mid-epoch, an
+``IterableDataset`` restarts its epoch). ``loader`` in the config can force either
+path. Batches may be tensors, tuples, lists or (nested) dicts: a subclass sets
+``collate_fn`` for its own. A subclass may also override ``train_loader`` & co. to
+return any iterable of batches.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-from expkit.engine.loaders import TensorLoader, TorchDataLoader
+from expkit.data.options import DataOptions
+from expkit.data.loaders import TensorLoader, TorchDataLoader, dataloader_options
+from expkit.engine.loaders import IterableBatches
+from expkit.errors import ConfigError
+from expkit.options import Configurable
 
 Split = Union[tuple[torch.Tensor, ...], Dataset]
-LOADERS = ("auto", "memory", "dataloader")
 
 
 def split_indices(num_samples: int, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
@@ -30,30 +37,26 @@ def split_indices(num_samples: int, fractions: Sequence[float], seed: int) -> li
     return parts
 
 
-class DataModule:
-    """Subclasses implement ``_load`` and set ``input_shape`` / ``num_classes``."""
+class DataModule(Configurable):
+    """Subclasses implement ``_load`` and set ``input_shape`` / ``num_classes``; their options
+    are a ``DataOptions`` subclass set as ``Options``."""
 
+    Options = DataOptions
     input_shape: tuple[int, ...] = ()
     num_classes: int = 0
+    #: How a list of samples becomes a batch on the DataLoader path (None: torch's default).
+    collate_fn: Callable[[list], Any] | None = None
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, loader: str = "auto",
-                 num_workers: int = 0, drop_last: bool = False, seed: int = 0, shuffle: bool = True,
-                 input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: must be an integer >= 1")
-        if eval_batch_size is not None and eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size={eval_batch_size!r}: must be null or an integer >= 1")
-        if loader not in LOADERS:
-            raise ValueError(f"loader={loader!r}: must be one of {', '.join(LOADERS)}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers={num_workers}: must be >= 0")
-        if input_shape is not None and tuple(input_shape) != tuple(self.input_shape):
-            raise ValueError(f"input_shape={list(input_shape)}: {type(self).__name__} yields {list(self.input_shape)}")
-        if num_classes is not None and num_classes != self.num_classes:
-            raise ValueError(f"num_classes={num_classes}: {type(self).__name__} has {self.num_classes}")
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or max(batch_size, 256)
-        self.loader, self.num_workers, self.drop_last, self.seed = loader, num_workers, drop_last, seed
-        self.shuffle = shuffle  # false: the same batch order every epoch (debug=overfit)
+    def __init__(self, **options: Any) -> None:
+        opts = self.configure(options)
+        if opts.input_shape is not None and tuple(opts.input_shape) != tuple(self.input_shape):
+            raise ConfigError(f"data.input_shape={list(opts.input_shape)}: {type(self).__name__} yields "
+                              f"{list(self.input_shape)}")
+        if opts.num_classes is not None and opts.num_classes != self.num_classes:
+            raise ConfigError(f"data.num_classes={opts.num_classes}: {type(self).__name__} has {self.num_classes}")
+        self.batch_size, self.eval_batch_size = opts.batch_size, opts.eval_batch_size or max(opts.batch_size, 256)
+        self.loader, self.num_workers, self.drop_last, self.seed = opts.loader, opts.num_workers, opts.drop_last, opts.seed
+        self.shuffle = opts.shuffle  # false: the same batch order every epoch (debug=overfit)
         self.splits: dict[str, Split] | None = None
 
     def _load(self) -> dict[str, Split]:
@@ -82,7 +85,12 @@ class DataModule:
                 data = _materialize(data)
             return TensorLoader(data, **common)
         dataset = TensorDataset(*data) if isinstance(data, tuple) else data
-        return TorchDataLoader(dataset, num_workers=self.num_workers, **common)
+        workers = dict(num_workers=self.num_workers, pin_memory=self.opts.pin_memory, collate_fn=self.collate_fn,
+                       persistent_workers=self.opts.persistent_workers, prefetch_factor=self.opts.prefetch_factor)
+        if isinstance(dataset, IterableDataset):  # it orders and shards itself: no exact mid-epoch resume
+            return IterableBatches(DataLoader(dataset, batch_size=common["batch_size"],
+                                              **dataloader_options(device, **workers)))
+        return TorchDataLoader(dataset, **workers, **common)
 
     def train_loader(self, device: torch.device, rank: int = 0, world_size: int = 1) -> Any:
         return self._make_loader("train", device, rank, world_size)

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from expkit.data.base import DataModule, Split, split_indices
+from expkit.data.options import DigitsOptions
+from expkit.errors import ConfigError
 
 
 def _digits_file() -> Path:
@@ -23,15 +26,16 @@ def _digits_file() -> Path:
 
 
 class DigitsDataModule(DataModule):
+    Options = DigitsOptions
     input_shape = (1, 8, 8)
     num_classes = 10
 
-    def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, **kwargs) -> None:
-        if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: "
-                             "each must be in (0, 1) and their sum below 1")
-        super().__init__(**kwargs)
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.val_fraction, self.test_fraction = self.opts.val_fraction, self.opts.test_fraction
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(f"data.val_fraction={self.val_fraction}, data.test_fraction={self.test_fraction}: "
+                              "their sum must be below 1")
 
     def _load(self) -> dict[str, Split]:
         table = np.loadtxt(_digits_file(), delimiter=",", dtype=np.float32)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from expkit.data.base import DataModule, Split, split_indices
+from expkit.data.options import MNISTOptions
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -16,11 +18,11 @@ class MNISTDataModule(DataModule):
     dataset_class = "MNIST"
     mean, std = 0.1307, 0.3081
 
-    def __init__(self, root: str = "data", download: bool = False, val_fraction: float = 0.1, **kwargs) -> None:
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction={val_fraction}: must be in (0, 1)")
-        super().__init__(**kwargs)
-        self.root, self.download, self.val_fraction = Path(root), download, val_fraction
+    Options = MNISTOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.root, self.download, self.val_fraction = Path(self.opts.root), self.opts.download, self.opts.val_fraction
 
     def _load(self) -> dict[str, Split]:
         import torchvision.datasets

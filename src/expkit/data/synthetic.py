@@ -1,26 +1,24 @@
 """Random tensors of any shape with learnable labels: smoke tests and benchmarks."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import torch
 
 from expkit.data.base import DataModule, Split
+from expkit.data.options import SyntheticOptions
 
 
 class SyntheticDataModule(DataModule):
     """Inputs ~ N(0, 1); labels = argmax of a fixed random linear map, so models can learn them."""
 
-    def __init__(self, input_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10, num_train: int = 2048,
-                 num_val: int = 256, num_test: int = 256, **kwargs) -> None:
-        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            if value < 1:
-                raise ValueError(f"{name}={value}: must be >= 1")
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes}: must be >= 2")
-        self.input_shape, self.num_classes = tuple(input_shape), num_classes
-        super().__init__(input_shape=input_shape, num_classes=num_classes, **kwargs)
-        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+    Options = SyntheticOptions
+
+    def __init__(self, **options: Any) -> None:
+        opts = self.Options.from_kwargs("SyntheticDataModule.", options)
+        self.input_shape, self.num_classes = tuple(opts.input_shape), opts.num_classes  # what the base checks
+        super().__init__(**options)
+        self.sizes = {"train": opts.num_train, "val": opts.num_val, "test": opts.num_test}
 
     def _load(self) -> dict[str, Split]:
         generator = torch.Generator().manual_seed(self.seed)

@@ -1,9 +1,9 @@
-"""expkit's training engine. Imports torch only: no Hydra, no OmegaConf."""
-from expkit.engine.callback import Callback
-from expkit.engine.checkpoint import CheckpointError
-from expkit.engine.preemption import EXIT_PREEMPTED, Preempted
-from expkit.engine.seed import seed_everything
-from expkit.engine.trainer import NonFiniteLossError, Trainer
+"""expkit's training engine. Imports torch only: no Hydra, no OmegaConf. Names load on first use."""
+from expkit.lazy import exports
 
-__all__ = ["Callback", "CheckpointError", "EXIT_PREEMPTED", "NonFiniteLossError", "Preempted", "Trainer",
-           "seed_everything"]
+__all__ = ["Callback", "CheckpointCallback", "CheckpointError", "EXIT_PREEMPTED", "NonFiniteLossError", "Preempted",
+           "Trainer", "TrainerOptions", "seed_everything"]
+__getattr__, __dir__ = exports(__name__, {
+    "Callback": "callback", "CheckpointCallback": "callback", "CheckpointError": "checkpoint",
+    "EXIT_PREEMPTED": "preemption", "NonFiniteLossError": "guard", "Preempted": "preemption", "Trainer": "trainer",
+    "TrainerOptions": "options", "seed_everything": "seed"})

@@ -1,6 +1,7 @@
 """The hooks a callback can implement; names follow PyTorch Lightning's."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,3 +34,15 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class CheckpointCallback(Callback):
+    """The callback that owns a run's checkpoint files (``ModelCheckpoint``).
+
+    The trainer finds it by this type, and takes from it the checkpoint folder (for
+    preemption saves), the best checkpoint (``test(ckpt_path='best')``) and the best epoch.
+    """
+
+    dirpath: Path
+    best_model_path: str | None = None
+    best_epoch: int | None = None

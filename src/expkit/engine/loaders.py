@@ -1,176 +1,131 @@
-"""Batch loaders the engine iterates over.
+"""What the trainer needs from a loader, and the adapter for any other iterable of batches.
 
-Both loaders follow one index scheme (``epoch_indices``), so the in-memory fast
-path and the DataLoader path see the same samples in the same order, shard the
-same way under DDP and resume at the same position mid-epoch.
+The built-in loaders (``expkit.data.loaders``) are ``ResumableLoader``s: they know their
+batch sizes and can continue mid-epoch from a checkpoint. Any other iterable a
+datamodule returns is served through ``IterableBatches``: it trains the same, but a
+resume starts its interrupted epoch again from the first batch.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+import logging
+from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+
+from expkit.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
-def epoch_permutation(num_samples: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
-    """The global sample order of one epoch: identical on every rank."""
-    if not shuffle:
-        return torch.arange(num_samples)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_samples, generator=generator)
+@runtime_checkable
+class ResumableLoader(Protocol):
+    """A loader that can be positioned inside an epoch (``position``: batches served)."""
+
+    position: int
+    resumes_mid_epoch: bool
+
+    def set_epoch(self, epoch: int) -> None: ...
+    def restart(self) -> None: ...
+    def sizes(self) -> list[int] | None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
 
-def shard(order: torch.Tensor, rank: int, world_size: int, pad: bool) -> torch.Tensor:
-    """This rank's part of ``order``: every ``world_size``-th sample, starting at ``rank``.
+def batch_limit(limit: int | float | None, loader: Any) -> int | None:
+    """How many batches of ``loader`` to run: all, a count, or a fraction (None: until it ends)."""
+    try:
+        available: int | None = len(loader)
+    except TypeError:
+        available = None
+    if limit is None:
+        return available
+    if isinstance(limit, float) and limit <= 1.0:
+        if available is None:
+            raise ConfigError(f"limit={limit}: a fraction needs a loader with a length; give a number of batches")
+        return max(1, int(available * limit)) if available else 0
+    return int(limit) if available is None else min(int(limit), available)
 
-    With ``pad`` (training) the order is first wrapped around to a multiple of the
-    world size, so every rank takes the same number of steps. Without it
-    (evaluation) no sample is repeated and shards may differ by one sample, which
-    keeps metrics reduced across ranks exact.
+
+def accumulation_plan(loader: Any, n_batches: int | None, accumulate: int) -> list[tuple[float, bool]] | None:
+    """``(loss weight, optimizer step after it)`` for each batch of an epoch; None without accumulation.
+
+    Each micro-batch is weighted by its share of the samples in its accumulation cycle, so k
+    accumulated batches equal one k-times larger batch exactly, also in an uneven last cycle.
+    A loader that does not know its batch sizes gets equal weights within a cycle.
     """
-    if world_size == 1:
-        return order
-    if pad and len(order) % world_size:
-        extra = world_size - len(order) % world_size
-        order = torch.cat([order, order[:extra]])
-    return order[rank::world_size]
+    if accumulate == 1:
+        return None
+    sizes = loader.sizes()
+    if sizes is None and n_batches is None:
+        raise ConfigError(f"trainer.accumulate_grad_batches={accumulate}: needs a train loader with a length "
+                          f"({type(getattr(loader, 'iterable', loader)).__name__} has none)")
+    sizes = sizes[:n_batches] if sizes is not None else [1] * n_batches
+    plan = []
+    for start in range(0, len(sizes), accumulate):
+        cycle = sizes[start:start + accumulate]
+        total = sum(cycle)
+        plan += [(size / total, i == len(cycle) - 1) for i, size in enumerate(cycle)]
+    return plan
 
 
-def batch_sizes(num_samples: int, batch_size: int, drop_last: bool) -> list[int]:
-    full, rest = divmod(num_samples, batch_size)
-    return [batch_size] * full + ([rest] if rest and not drop_last else [])
+def move_to(batch: Any, device: torch.device, non_blocking: bool = False, channels_last: bool = False) -> Any:
+    """A batch (a tensor, or tuples, lists and dicts of them, nested) on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=non_blocking)
+        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.dim() == 4 else batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(b, device, non_blocking, channels_last) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device, non_blocking, channels_last) for k, v in batch.items()}
+    return batch
 
 
-class _Resumable:
-    """Epoch bookkeeping shared by both loaders: order, position, state_dict."""
+class IterableBatches:
+    """Any iterable of batches (a DataLoader over an ``IterableDataset``, a custom loader).
 
-    def __init__(self, num_samples: int, batch_size: int, *, shuffle: bool, drop_last: bool,
-                 seed: int, rank: int, world_size: int, pad: bool) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1")
-        self.num_samples, self.batch_size = num_samples, batch_size
-        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
-        self.rank, self.world_size, self.pad = rank, world_size, pad
-        self.epoch = 0
-        self.position = 0  # batches already served in the current epoch
-        self._order: torch.Tensor | None = None  # global order of the current epoch
-        self._sizes: list[int] | None = None
+    It trains like the built-in loaders, but cannot be positioned inside an epoch: a run
+    resumed from a mid-epoch checkpoint starts that epoch again from its first batch
+    (logged). Batches are moved to the device by the trainer.
+    """
+
+    resumes_mid_epoch = False
+
+    def __init__(self, iterable: Iterable[Any]) -> None:
+        self.iterable, self.epoch, self.position = iterable, 0, 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch (a no-op if it is the restored epoch)."""
-        if self._order is not None and epoch == self.epoch:
-            return
-        self.epoch, self.position, self._order = epoch, 0, None
+        self.epoch, self.position = epoch, 0
+        for owner in (self.iterable, getattr(self.iterable, "sampler", None)):
+            if callable(getattr(owner, "set_epoch", None)):  # e.g. a DistributedSampler
+                owner.set_epoch(epoch)
 
     def restart(self) -> None:
-        """Serve the current epoch again from its first batch (evaluation loaders)."""
         self.position = 0
 
-    @property
-    def order(self) -> torch.Tensor:
-        if self._order is None:
-            self._order = epoch_permutation(self.num_samples, self.seed, self.epoch, self.shuffle)
-        return self._order
-
-    def local_indices(self) -> torch.Tensor:
-        return shard(self.order, self.rank, self.world_size, self.pad)
-
-    def sizes(self) -> list[int]:
-        """Batch sizes of the whole epoch on this rank (known without touching data; the same
-        every epoch, so computed once)."""
-        if self._sizes is None:
-            n = len(shard(torch.empty(self.num_samples, dtype=torch.uint8), self.rank, self.world_size, self.pad))
-            self._sizes = batch_sizes(n, self.batch_size, self.drop_last)
-        return self._sizes
+    def sizes(self) -> None:
+        return None  # unknown until served
 
     def __len__(self) -> int:
-        return len(self.sizes())
+        return len(self.iterable)  # TypeError when the iterable has no length
+
+    def __iter__(self) -> Iterator[Any]:
+        self.position = 0
+        for batch in self.iterable:
+            self.position += 1
+            yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "order": self.order.clone(),
-                "world_size": self.world_size, "batch_size": self.batch_size, "seed": self.seed}
+        return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if len(state["order"]) != self.num_samples:
-            raise ValueError(f"checkpoint data order has {len(state['order'])} samples, "
-                             f"the data set has {self.num_samples}")
-        self.epoch, self._order = int(state["epoch"]), state["order"].clone()
-        position = int(state["position"])
-        samples_seen = position * state["batch_size"] * state["world_size"]
-        per_step = self.batch_size * self.world_size
-        if samples_seen % per_step:
-            raise ValueError(
-                f"cannot resume mid-epoch: {samples_seen} samples were consumed with "
-                f"world_size={state['world_size']} x batch_size={state['batch_size']}, which is not "
-                f"a whole number of steps of world_size={self.world_size} x batch_size={self.batch_size}")
-        self.position = samples_seen // per_step
+        self.epoch = int(state["epoch"])
+        if state.get("position"):
+            log.warning("resume: %s cannot continue mid-epoch; epoch %d starts again from its first batch "
+                        "(its %d batches already trained are trained again)", type(self.iterable).__name__,
+                        self.epoch, int(state["position"]))
 
 
-class TensorLoader(_Resumable):
-    """The in-memory fast path: tensors already on the device, indexed per batch.
-
-    No workers, no collation, no host copies: each batch is one ``index_select``
-    on tensors that live on the training device.
-    """
-
-    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, *, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 pad: bool = False, device: torch.device | str = "cpu") -> None:
-        super().__init__(len(tensors[0]), batch_size, shuffle=shuffle, drop_last=drop_last,
-                         seed=seed, rank=rank, world_size=world_size, pad=pad)
-        self.device = torch.device(device)
-        self.tensors = [t.to(self.device) for t in tensors]
-
-    def __iter__(self) -> Iterator[list[torch.Tensor]]:
-        indices = self.local_indices().to(self.device)
-        sizes = self.sizes()
-        start = sum(sizes[: self.position])
-        for size in sizes[self.position:]:
-            idx = indices[start:start + size]
-            start += size
-            self.position += 1
-            yield [t.index_select(0, idx) for t in self.tensors]
-
-
-class _IndexSampler(Sampler[int]):
-    def __init__(self, loader: "TorchDataLoader") -> None:
-        self.loader = loader
-
-    def __iter__(self) -> Iterator[int]:
-        sizes = self.loader.sizes()
-        start, stop = sum(sizes[: self.loader.position]), sum(sizes)
-        return iter(self.loader.local_indices()[start:stop].tolist())
-
-    def __len__(self) -> int:
-        sizes = self.loader.sizes()
-        return sum(sizes) - sum(sizes[: self.loader.position])
-
-
-class TorchDataLoader(_Resumable):
-    """The path for data that does not fit in memory: a ``torch.utils.data.DataLoader``
-    with workers and pinned memory, driven by the same index scheme so it resumes exactly."""
-
-    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 pad: bool = False, device: torch.device | str = "cpu", num_workers: int = 0,
-                 pin_memory: bool | None = None, persistent_workers: bool = False) -> None:
-        super().__init__(len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last,
-                         seed=seed, rank=rank, world_size=world_size, pad=pad)
-        self.device = torch.device(device)
-        pin = self.device.type == "cuda" if pin_memory is None else pin_memory
-        # Its own generator: without one, every ``iter(DataLoader)`` draws a worker base
-        # seed from the global torch RNG, so a run resumed mid-epoch (one extra iterator)
-        # would continue with different dropout than an uninterrupted run.
-        self.generator = torch.Generator()
-        self.dataloader = DataLoader(
-            dataset, batch_size=batch_size, sampler=_IndexSampler(self), drop_last=drop_last,
-            num_workers=num_workers, pin_memory=pin, generator=self.generator,
-            persistent_workers=persistent_workers and num_workers > 0)
-
-    def __iter__(self) -> Iterator[list[torch.Tensor]]:
-        non_blocking = self.device.type == "cuda"
-        # Worker seeds depend on where the iteration starts, never on the global RNG.
-        self.generator.manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + self.position) % 2**63)
-        for batch in self.dataloader:
-            self.position += 1
-            yield [t.to(self.device, non_blocking=non_blocking) for t in batch]
+def as_loader(loader: Any) -> Any:
+    """The built-in loaders as they are; any other iterable of batches wrapped."""
+    return loader if isinstance(loader, ResumableLoader) else IterableBatches(loader)

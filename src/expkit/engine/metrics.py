@@ -121,3 +121,39 @@ class MeanAccumulator:
         self._rows = [] if rows is None else list(rows.to(device).unbind())
         self._sizes = [int(size) for size in state.get("sizes", [])]
         self.count = int(state["count"])
+
+
+class TrainMeters:
+    """Training metrics twice over: exact means of the epoch, and of the window since the last step log."""
+
+    def __init__(self) -> None:
+        self.epoch, self.window = MeanAccumulator(), MeanAccumulator()
+
+    def add(self, metrics: Mapping[str, torch.Tensor], batch_size: int) -> None:
+        """One stack per step, shared by both accumulators (no metrics: only the counts move)."""
+        names, row = MeanAccumulator.row(metrics) if metrics else ((), None)
+        for meter in (self.epoch, self.window):
+            meter.add_row(names, row, batch_size) if row is not None else meter.update({}, batch_size)
+
+    def epoch_means(self) -> dict[str, float]:
+        """The epoch's means over all ranks; its sums start again."""
+        means = self.epoch.compute()
+        self.epoch.reset()
+        return means
+
+    def window_means(self) -> dict[str, float]:
+        """This rank's means since the last call (no collective: step logs are rank 0's)."""
+        means = self.window.compute(sync=False)
+        self.window.reset()
+        return means
+
+    def restart_epoch(self) -> None:
+        self.epoch.reset()
+        self.window.reset()
+
+    def state_dict(self) -> dict:
+        return {"train_metrics": self.epoch.state_dict(), "window": self.window.state_dict()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.epoch.load_state_dict(state["train_metrics"], device)
+        self.window.load_state_dict(state["window"], device)

@@ -13,6 +13,8 @@ import signal
 import threading
 from types import FrameType
 
+from expkit.engine import distributed as dist
+
 #: Exit status of a run stopped by a signal after saving its checkpoint
 #: (sysexits' EX_TEMPFAIL: "try again later", i.e. resume it).
 EXIT_PREEMPTED = 75
@@ -46,6 +48,25 @@ class PreemptionHandler:
             signum = getattr(signal, name, None)
             if signum is not None:
                 self._previous[signum] = signal.signal(signum, self._handle)
+
+    def __enter__(self) -> "PreemptionHandler":
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+    def requested(self, step: int, every: int, at_epoch_end: bool) -> bool:
+        """Did any rank receive a stop signal? Checked every step in one process; under DDP
+        every ``every`` steps and at epoch ends, so no collective runs per step."""
+        if not dist.is_distributed():
+            return self.received is not None
+        if not at_epoch_end and step % every:
+            return False
+        flag = dist.all_reduce_max(1.0 if self.received else 0.0)
+        if flag and self.received is None:
+            self.received = "SIGTERM"  # another rank got it: stop the same way
+        return bool(flag)
 
     def forward(self) -> None:
         """Call the Python handler that was installed for the received signal before ours

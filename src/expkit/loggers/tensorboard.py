@@ -12,6 +12,8 @@ from typing import Any, Mapping
 import torch
 
 from expkit.engine import distributed as dist
+from expkit.loggers.options import TensorBoardLoggerOptions
+from expkit.options import Configurable
 
 
 def _hparam_value(value: Any) -> int | float | str | bool:
@@ -70,12 +72,11 @@ def png_image(image: torch.Tensor) -> Any:
     return Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encode_png(pixels))
 
 
-class TensorBoardLogger:
-    def __init__(self, save_dir: str, log_graph: bool = True, log_confusion_matrix: bool = True,
-                 log_predictions: bool = True, max_predictions: int = 32) -> None:
-        self.save_dir = Path(save_dir)
-        self.log_graph, self.log_confusion_matrix = log_graph, log_confusion_matrix
-        self.log_predictions, self.max_predictions = log_predictions, max_predictions
+class TensorBoardLogger(Configurable):
+    Options = TensorBoardLoggerOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.save_dir = Path(self.configure(options).save_dir)
         self._writer: Any = None
         self._purge_step: int | None = None
 

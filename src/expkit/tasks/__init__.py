@@ -1,4 +1,6 @@
-from expkit.tasks.base import StepResult, Task
-from expkit.tasks.classification import ClassificationTask
+"""Tasks: what a step computes (names load on first use: ``tasks.options`` stays torch-free)."""
+from expkit.lazy import exports
 
 __all__ = ["ClassificationTask", "StepResult", "Task"]
+__getattr__, __dir__ = exports(__name__, {"ClassificationTask": "classification", "StepResult": "base",
+                                          "Task": "base"})

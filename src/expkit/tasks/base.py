@@ -7,6 +7,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from expkit.errors import ConfigError
+from expkit.options import Configurable
+from expkit.tasks.options import TaskOptions
+
 
 @dataclass
 class StepResult:
@@ -23,27 +27,27 @@ class StepResult:
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Task(nn.Module):
+class Task(nn.Module, Configurable):
     """Holds ``model`` and says what train, validation and test steps compute.
 
     The engine wraps ``self.model`` for DDP or torch.compile while it trains and
     restores the plain module afterwards, so checkpoints always hold plain keys.
     """
 
+    Options = TaskOptions
+
     def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None, scheduler_interval: str = "epoch") -> None:
+                 scheduler: Callable[..., Any] | None = None, **options: Any) -> None:
         super().__init__()
-        if scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"scheduler_interval={scheduler_interval!r}: must be 'epoch' or 'step'")
+        self.scheduler_interval = self.configure(options).scheduler_interval
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
 
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any | None, str]:
         """Build (optimizer, scheduler or None, 'epoch' | 'step') from the partials given."""
         if self.optimizer_factory is None:
-            raise ValueError("the task has no optimizer: pass optimizer=partial(torch.optim.Adam, lr=...)")
+            raise ConfigError("the task has no optimizer: pass optimizer=partial(torch.optim.Adam, lr=...)")
         optimizer = self.optimizer_factory(self.model.parameters())
         scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory is not None else None
         return optimizer, scheduler, self.scheduler_interval

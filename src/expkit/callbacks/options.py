@@ -1,0 +1,57 @@
+"""The options of every built-in callback, defined once (see ``expkit.options``). Torch-free."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from expkit.options import MODE, Options, integer, number, one_of, option, optional
+
+
+@dataclass
+class ModelCheckpointOptions(Options):
+    dirpath: str = option("checkpoints", doc="where last.ckpt and best.ckpt go")
+    monitor: Optional[str] = option("val/acc", doc="best.ckpt follows this metric; null: no best.ckpt")
+    mode: str = option("max", MODE)
+    save_last: bool = option(True)
+    every_n_train_steps: Optional[int] = option(None, optional(integer(1)), "also save last.ckpt every N steps")
+    every_n_epochs: int = option(1, integer(1), "save last.ckpt every N epochs")
+
+
+@dataclass
+class EarlyStoppingOptions(Options):
+    monitor: str = option("val/acc")
+    mode: str = option("max", MODE)
+    patience: int = option(10, integer(1), "validations without improvement before stopping")
+    min_delta: float = option(0.0, number(0), "smallest change that counts as an improvement")
+
+
+@dataclass
+class LearningRateMonitorOptions(Options):
+    logging_interval: str = option("epoch", one_of("epoch", "step"))
+
+
+@dataclass
+class ProgressBarOptions(Options):
+    refresh_seconds: float = option(0.5, number(0, exclusive=True))
+    log_every_n_steps: int = option(50, integer(1), "without a terminal: a log line every N steps")
+    tty: Optional[bool] = option(None, doc="null: a bar when stdout and stderr are terminals")
+
+
+@dataclass
+class TensorBoardImagesOptions(Options):
+    num_classes: Optional[int] = option(None, optional(integer(1)), "null: from the labels seen")
+    log_confusion_matrix: bool = option(True)
+    log_predictions: bool = option(True, doc="a grid of sample predictions (images only)")
+    max_predictions: int = option(32, integer(1))
+    log_graph: bool = option(True, doc="the model graph, once")
+
+
+@dataclass
+class ProfilerOptions(Options):
+    dirpath: str = option("tensorboard/profiler")
+    wait: int = option(1, integer(0))
+    warmup: int = option(1, integer(0))
+    active: int = option(3, integer(1))
+    record_shapes: bool = option(True)
+    profile_memory: bool = option(False)
+    with_stack: bool = option(False)

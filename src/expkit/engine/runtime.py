@@ -1,0 +1,108 @@
+"""Where and how the math runs: device, threads, precision, DDP and torch.compile. The trainer
+asks it for autocast, a GradScaler-aware backward and a clipped optimizer step, so it never
+branches on precision or strategy itself."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from expkit.engine import distributed as dist
+from expkit.engine.loaders import move_to
+from expkit.engine.seed import set_deterministic
+from expkit.errors import ConfigError
+
+
+def select_device(accelerator: str, strategy: str) -> torch.device:
+    if accelerator == "auto":
+        mps = getattr(torch.backends, "mps", None)
+        accelerator = ("cuda" if torch.cuda.is_available() else
+                       "mps" if mps is not None and mps.is_available() else "cpu")
+    if accelerator == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer.accelerator='cuda': no CUDA device is available")
+        return torch.device("cuda", dist.local_rank() if strategy == "ddp" else 0)
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator='mps': MPS is not available")
+    return torch.device(accelerator)
+
+
+class Runtime:
+    """The device-side state of one trainer: set up once per task, used by every step."""
+
+    def __init__(self, opts: Any) -> None:
+        self.opts = opts
+        self.device = torch.device("cpu")
+        self.scaler: torch.amp.GradScaler | None = None
+        self.is_ddp = False
+
+    def setup(self, task: nn.Module) -> None:
+        """Threads, determinism, device, process group and precision; moves ``task`` there."""
+        opts = self.opts
+        if opts.num_threads is not None:
+            torch.set_num_threads(opts.num_threads)
+        set_deterministic(opts.deterministic)
+        if opts.matmul_precision is not None:
+            torch.set_float32_matmul_precision(opts.matmul_precision)
+        torch.backends.cudnn.benchmark = opts.cudnn_benchmark and not opts.deterministic
+        self.device = select_device(opts.accelerator, opts.strategy)
+        if opts.strategy == "ddp":
+            dist.init_from_env(self.device)
+        if str(opts.precision) == "16-mixed":
+            self.scaler = torch.amp.GradScaler(self.device.type)
+        task.to(self.device)
+        if opts.channels_last:
+            task.to(memory_format=torch.channels_last)
+
+    @contextlib.contextmanager
+    def wrapped(self, task: Any) -> Iterator[None]:
+        """DDP and torch.compile wrap ``task.model`` while training; the plain module comes back after."""
+        plain = task.model
+        model = plain
+        if dist.is_distributed():
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.opts.compile:
+            model = torch.compile(model)
+        task.model, self.is_ddp = model, dist.is_distributed()
+        try:
+            yield
+        finally:
+            task.model, self.is_ddp = plain, False
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        precision = str(self.opts.precision)
+        if precision == "32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def no_sync(self, task: Any, syncing: bool) -> contextlib.AbstractContextManager:
+        """DDP skips the gradient all-reduce on micro-batches that do not end an accumulation cycle."""
+        return task.model.no_sync() if self.is_ddp and not syncing else contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip (after unscaling), step (through the scaler) and clear the gradients."""
+        clip = self.opts.gradient_clip_val
+        if clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            if self.opts.gradient_clip_algorithm == "norm":
+                nn.utils.clip_grad_norm_(params, clip)
+            else:
+                nn.utils.clip_grad_value_(params, clip)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def to_device(self, batch: Any) -> Any:
+        return move_to(batch, self.device, non_blocking=True, channels_last=self.opts.channels_last)

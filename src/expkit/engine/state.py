@@ -1,0 +1,88 @@
+"""What a checkpoint holds to continue a run bit for bit, and how it is put back.
+
+Everything is tensors and plain containers, so ``torch.load(..., weights_only=True)``
+always reads it. No absolute path is stored: callbacks keep file names and re-derive
+them from their own folder, so a run directory that was copied or moved resumes with
+its own files.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+import expkit
+from expkit.engine import checkpoint as ckpt
+from expkit.engine import distributed as dist
+from expkit.errors import CheckpointError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from expkit.engine.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+#: What a checkpoint must hold for training (not only evaluation) to resume from it.
+RESUME_KEYS = ("optimizer", "loop", "rng", "data")
+
+
+def capture(trainer: "Trainer") -> dict[str, Any]:
+    """The whole training state (every rank builds it: RNG and loader calls stay in step)."""
+    return {
+        "format": ckpt.FORMAT,
+        "format_version": ckpt.FORMAT_VERSION,
+        "model": ckpt.unwrap_model(trainer.task.model).state_dict(),
+        "optimizer": trainer.optimizer.state_dict() if trainer.optimizer is not None else None,
+        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+        "grad_scaler": trainer.runtime.scaler.state_dict() if trainer.runtime.scaler is not None else None,
+        "loop": {"epoch": trainer.epoch, "global_step": trainer.global_step,
+                 "epoch_finished": trainer.epoch_finished, "should_stop": trainer.should_stop},
+        **trainer.meters.state_dict(),
+        "data": {"train": trainer.train_loader.state_dict()} if trainer.train_loader is not None else {},
+        "rng": ckpt.capture_rng(),
+        "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
+        "callback_metrics": dict(trainer.callback_metrics),
+        "config": trainer.config,
+        "world_size": dist.world_size(),
+        "versions": {"torch": str(torch.__version__), "expkit": expkit.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """Put a checkpoint's weights into the plain ``model``, refusing ones that do not fit."""
+    model = ckpt.unwrap_model(model)
+    ckpt.compare_shapes(model.state_dict(), state["model"], str(path))
+    model.load_state_dict(state["model"])
+
+
+def restore(trainer: "Trainer", state: dict[str, Any], path: str | Path) -> None:
+    """Put everything ``capture`` saved back, so the next step is the one the saved run took."""
+    for key in RESUME_KEYS:
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path}: has no '{key}' entry, so training cannot resume "
+                                  "from it (weights-only file?)")
+    load_weights(trainer.task.model, state, path)
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    if trainer.scheduler is not None and state.get("scheduler") is not None:
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.runtime.scaler is not None and state.get("grad_scaler") is not None:
+        trainer.runtime.scaler.load_state_dict(state["grad_scaler"])
+    loop = state["loop"]
+    trainer.epoch, trainer.global_step = int(loop["epoch"]), int(loop["global_step"])
+    trainer.epoch_finished, trainer.should_stop = bool(loop["epoch_finished"]), bool(loop.get("should_stop"))
+    trainer.meters.load_state_dict(state, trainer.runtime.device)
+    if state["data"].get("train") is not None:
+        trainer.train_loader.load_state_dict(state["data"]["train"])
+        if not trainer.epoch_finished and not trainer.train_loader.resumes_mid_epoch:
+            trainer.meters.restart_epoch()  # the loader starts the epoch again: so do its sums
+    trainer.callback_metrics = dict(state.get("callback_metrics", {}))
+    saved = state.get("callbacks", {})
+    for callback in trainer.callbacks:
+        if callback.state_key in saved:
+            callback.load_state_dict(saved[callback.state_key])
+    ckpt.restore_rng(state["rng"])
+    log.info("resumed from %s at epoch %d, step %d%s", path, trainer.epoch, trainer.global_step,
+             "" if trainer.epoch_finished else f" (batch {trainer.train_loader.position} of the epoch)")
