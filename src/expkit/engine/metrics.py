@@ -17,9 +17,9 @@ from expkit.engine import distributed as dist
 class MeanAccumulator:
     """Running, sample-weighted means of named scalar tensors.
 
-    A step costs at most one device op: its values are stacked into one row, and
-    the row is only kept. Rows are weighted by their batch sizes and summed in bulk
-    (three ops for up to ``FLUSH_ROWS`` steps) when the sums are read. A checkpoint
+    A step costs no device op: its values are only kept, as a row. Rows are stacked,
+    weighted by their batch sizes and summed in bulk (four ops for up to ``FLUSH_ROWS``
+    steps) when the sums are read. A checkpoint
     holds the kept rows as they are, so a run resumed between two reads groups its
     additions exactly as an uninterrupted run does (and logs the same bits).
     """
@@ -30,18 +30,17 @@ class MeanAccumulator:
     def __init__(self) -> None:
         self._names: tuple[str, ...] = ()
         self._sums: torch.Tensor | None = None
-        self._rows: list[torch.Tensor] = []
+        self._rows: list[tuple[torch.Tensor, ...]] = []
         self._sizes: list[int] = []
         self.count = 0
 
     @staticmethod
-    def row(values: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], torch.Tensor]:
-        """``(names, values as one vector)``: one stack, which the engine shares between accumulators."""
-        stacked = torch.stack(list(values.values()))
-        return tuple(values), (stacked.detach() if stacked.requires_grad else stacked)
+    def row(values: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
+        """``(names, values)`` of one step, detached: what the engine shares between accumulators."""
+        return tuple(values), tuple(v.detach() if v.requires_grad else v for v in values.values())
 
-    def add_row(self, names: tuple[str, ...], row: torch.Tensor, batch_size: int) -> None:
-        """Keep a row from ``row`` (no device work until the sums are read)."""
+    def add_row(self, names: tuple[str, ...], row: tuple[torch.Tensor, ...], batch_size: int) -> None:
+        """Keep a row (no device work until the sums are read)."""
         if names != self._names:
             self._flush()
             if self._sums is not None:  # the metric names changed between steps: merge by name
@@ -49,8 +48,8 @@ class MeanAccumulator:
                 zero = self._sums.new_zeros(())
                 self._sums = torch.stack([merged.get(n, zero) for n in names] +
                                          [v for n, v in merged.items() if n not in names])
+                row = tuple(row) + (zero,) * (len(merged) - len(set(names) & set(merged)))
                 names = tuple(names) + tuple(n for n in merged if n not in names)
-                row = torch.cat([row.to(self._sums.dtype), row.new_zeros(len(names) - len(row))])
             self._names = names
         self._rows.append(row)
         self._sizes.append(batch_size)
@@ -68,13 +67,17 @@ class MeanAccumulator:
         """Add the kept rows to the sums: float64(value) * batch_size, summed (float32 on MPS)."""
         if not self._rows:
             return
-        rows = torch.stack(self._rows)
+        rows = self._stacked()
         dtype = torch.float64 if rows.device.type != "mps" else torch.float32
         rows = rows if rows.dtype == dtype else rows.to(dtype)
         weights = torch.tensor(self._sizes, dtype=dtype).to(rows.device, non_blocking=True)
         sums = (rows * weights.unsqueeze(1)).sum(dim=0)
         self._sums = sums if self._sums is None else self._sums.add_(sums)
         self._rows, self._sizes = [], []
+
+    def _stacked(self) -> torch.Tensor:
+        """The kept rows as one (rows, names) tensor: one stack of every value."""
+        return torch.stack([v for row in self._rows for v in row]).view(len(self._rows), -1)
 
     @property
     def sums(self) -> dict[str, torch.Tensor]:
@@ -109,7 +112,7 @@ class MeanAccumulator:
     def state_dict(self) -> dict:
         """The sums so far and the rows not yet summed (kept apart: see the class docstring)."""
         sums = {} if self._sums is None else dict(zip(self._names, self._sums.cpu().unbind()))
-        rows = torch.stack(self._rows).cpu() if self._rows else None
+        rows = self._stacked().cpu() if self._rows else None
         return {"names": list(self._names), "sums": sums, "rows": rows, "sizes": list(self._sizes),
                 "count": self.count}
 
@@ -118,7 +121,7 @@ class MeanAccumulator:
         self._names = tuple(state.get("names") or sums)
         self._sums = torch.stack([sums[n].to(device) for n in self._names]) if sums else None
         rows = state.get("rows")
-        self._rows = [] if rows is None else list(rows.to(device).unbind())
+        self._rows = [] if rows is None else [tuple(row.unbind()) for row in rows.to(device)]
         self._sizes = [int(size) for size in state.get("sizes", [])]
         self.count = int(state["count"])
 
@@ -130,7 +133,7 @@ class TrainMeters:
         self.epoch, self.window = MeanAccumulator(), MeanAccumulator()
 
     def add(self, metrics: Mapping[str, torch.Tensor], batch_size: int) -> None:
-        """One stack per step, shared by both accumulators (no metrics: only the counts move)."""
+        """One row per step, shared by both accumulators (no metrics: only the counts move)."""
         names, row = MeanAccumulator.row(metrics) if metrics else ((), None)
         for meter in (self.epoch, self.window):
             meter.add_row(names, row, batch_size) if row is not None else meter.update({}, batch_size)

@@ -33,6 +33,7 @@ class Preempted(Exception):
 class PreemptionHandler:
     def __init__(self) -> None:
         self.received: str | None = None
+        self._distributed = False
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -51,6 +52,7 @@ class PreemptionHandler:
 
     def __enter__(self) -> "PreemptionHandler":
         self.install()
+        self._distributed = dist.is_distributed()  # asked once: the check runs every step
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -59,7 +61,7 @@ class PreemptionHandler:
     def requested(self, step: int, every: int, at_epoch_end: bool) -> bool:
         """Did any rank receive a stop signal? Checked every step in one process; under DDP
         every ``every`` steps and at epoch ends, so no collective runs per step."""
-        if not dist.is_distributed():
+        if not self._distributed:
             return self.received is not None
         if not at_epoch_end and step % every:
             return False

@@ -15,6 +15,9 @@ from expkit.engine.seed import set_deterministic
 from expkit.errors import ConfigError
 
 
+_NOTHING = contextlib.nullcontext()  # reusable: the per-step path creates no context objects
+
+
 def select_device(accelerator: str, strategy: str) -> torch.device:
     if accelerator == "auto":
         mps = getattr(torch.backends, "mps", None)
@@ -75,13 +78,13 @@ class Runtime:
     def autocast(self) -> contextlib.AbstractContextManager:
         precision = str(self.opts.precision)
         if precision == "32":
-            return contextlib.nullcontext()
+            return _NOTHING
         dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def no_sync(self, task: Any, syncing: bool) -> contextlib.AbstractContextManager:
         """DDP skips the gradient all-reduce on micro-batches that do not end an accumulation cycle."""
-        return task.model.no_sync() if self.is_ddp and not syncing else contextlib.nullcontext()
+        return task.model.no_sync() if self.is_ddp and not syncing else _NOTHING
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
