@@ -27,7 +27,7 @@ import atexit
 import gc
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from expkit.exit_codes import EXIT_BAD_INPUT
 
@@ -85,11 +85,7 @@ def main(hydra_main: Callable[[], object]) -> None:
     try:
         hydra_main()
     except (CompactHydraException, InputError) as e:
-        lines = [_one_line(e)]
-        if e.__cause__ is not None and _one_line(e.__cause__) not in lines[0]:
-            lines.append(_one_line(e.__cause__))
-        print("error: " + "\n  ".join(lines), file=sys.stderr, flush=True)
-        sys.exit(EXIT_BAD_INPUT)
+        refuse(e)
     finally:
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
@@ -97,5 +93,19 @@ def main(hydra_main: Callable[[], object]) -> None:
             os.environ["HYDRA_FULL_ERROR"] = previous
 
 
+def refuse(error: BaseException) -> NoReturn:
+    """Print ``error`` (and its cause, when it adds something) as ``error: ...``, exit 2.
+
+    For Hydra callbacks too: Hydra turns an exception raised there into a warning
+    and carries on, so a callback that must stop the run calls this instead.
+    """
+    lines = [_one_line(error)]
+    if error.__cause__ is not None and _one_line(error.__cause__) not in lines[0]:
+        lines.append(_one_line(error.__cause__))
+    print("error: " + "\n  ".join(lines), file=sys.stderr, flush=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    text = str(error).split("\nConfig search path:")[0]  # Hydra's list of where it looked: not the problem
+    return " ".join(text.split()) or type(error).__name__

@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from expkit import run_lock
+from expkit.entry import refuse
 
 
 class LockRunDir(Callback):
@@ -24,4 +25,7 @@ class LockRunDir(Callback):
         directory = str(config.hydra.run.dir)  # resolves ${now:...}; pinned so Hydra uses this one
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.run.dir = directory
-        run_lock.acquire(Path(directory))
+        try:
+            run_lock.acquire(Path(directory))
+        except run_lock.RunDirError as e:
+            refuse(e)  # raising would only make Hydra warn and go on
