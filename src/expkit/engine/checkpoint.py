@@ -27,7 +27,7 @@ REQUIRED_KEYS = ("format", "format_version", "model")
 #: Zip entry (next to torch's records) holding the SHA-256 of every other record.
 CHECKSUM_ENTRY = "expkit_checksum"
 #: Free space kept beyond a checkpoint's size before writing it (the file system's own use).
-SPACE_MARGIN_BYTES = 1 << 20
+SPACE_MARGIN_BYTES = 64 << 10
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,12 @@ def _check_space(target: Path, size: int) -> None:
         return
     free = stats.f_bavail * stats.f_frsize
     if free < size + SPACE_MARGIN_BYTES:
-        raise CheckpointWriteError(target, f"No space left on device: {free / 1e6:.1f} MB free, the checkpoint "
-                                   f"needs {size / 1e6:.1f} MB", errno.ENOSPC)
+        raise CheckpointWriteError(target, f"No space left on device: {_size(free)} free, the checkpoint "
+                                   f"needs {_size(size)}", errno.ENOSPC)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 10**7 else f"{n // 1024} KB"
 
 
 _writer: ThreadPoolExecutor | None = None
@@ -178,12 +182,18 @@ def add_checksum(data: io.BytesIO) -> None:
         archive.writestr(f"{prefix}/{CHECKSUM_ENTRY}", json.dumps({"sha256": digest}))
 
 
+_warned_unverified: set[str] = set()  # files already reported as having no checksum (warn once each)
+
+
 def verify_checksum(path: Path) -> None:
     """Refuse a file whose bytes changed since it was saved; warn for one saved before checksums."""
     try:
         with zipfile.ZipFile(path) as archive:
             entry = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == CHECKSUM_ENTRY), None)
             if entry is None:
+                if str(path) in _warned_unverified:
+                    return
+                _warned_unverified.add(str(path))
                 log.warning("checkpoint %s: has no checksum (saved by an older expkit), so its bytes "
                             "cannot be verified", path)
                 return
@@ -218,8 +228,8 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap
     except pickle.UnpicklingError as e:
         reason = _unpickler_reason(e)
         if "GLOBAL" in reason or "global" in str(e):
-            raise CheckpointError(f"checkpoint {path}: refused, it contains pickled Python objects ({reason}) "
-                                  "that could run code when loaded; expkit only loads tensors and plain "
+            raise CheckpointError(f"checkpoint {path}: refused, it holds arbitrary pickled objects ({reason}), "
+                                  "which could run code when loaded; expkit only loads tensors and plain "
                                   "containers (save model.state_dict(), not objects)") from None
         raise CheckpointError(f"checkpoint {path}: corrupt or not a checkpoint ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
