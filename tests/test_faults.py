@@ -193,3 +193,46 @@ def test_an_unusable_run_directory_is_one_line_before_anything_starts(tmp_path, 
         assert proc.returncode == 2, proc.stderr[-3000:]
         assert proc.stderr.strip().count("\n") == 0 and reason in proc.stderr, proc.stderr[-3000:]
         assert proc.stderr.startswith(f"error: run directory {fs / 'run'}")
+
+
+# ---- sweeps ----------------------------------------------------------------------------------------
+
+def test_a_sweep_with_a_failed_job_exits_1_unless_switched_off(tmp_path):
+    failing = ("-m", *QUICK, "trainer.max_epochs=-1")
+    proc = train(*failing, f"hydra.sweep.dir={tmp_path / 'a'}", check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: 1 of 1 sweep jobs failed or crashed" in proc.stderr
+
+    assert train(*failing, "sweep_fail_exit=false", f"hydra.sweep.dir={tmp_path / 'b'}").returncode == 0
+
+
+def test_a_stopped_sweep_leaves_a_final_summary(tmp_path):
+    import csv
+
+    marker = tmp_path / "building"
+    proc = start("train.py", "-m", *QUICK, f"hydra.sweep.dir={tmp_path}", "model._target_=user_components.SlowModel",
+                 f"+model.marker={marker}", "seed=1,2,3")
+    wait_for(marker.exists, proc, "the first job's model")
+    code, _, err = stop_with(proc, signal.SIGTERM)
+
+    assert code == 75, err[-3000:]
+    with open(tmp_path / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["preempted", "cancelled", "cancelled"]
+    assert "start again" in rows[0]["error"] and "sweep ended before" in rows[1]["error"]
+
+
+def test_one_job_per_config_shows_its_value_not_plus_minus_nan(tmp_path):
+    from expkit.files import write_json_atomic
+    from expkit.sweep import summary
+
+    for number, (lr, seed, acc) in enumerate([("0.1", 1, 0.5), ("0.1", 2, 0.7), ("0.2", 1, 0.9)]):
+        job = tmp_path / str(number)
+        job.mkdir()
+        write_json_atomic(job / "job.json", {"num": number, "overrides": [f"optimizer.lr={lr}", f"seed={seed}"]})
+        write_json_atomic(job / "status.json", {"status": "ok"})
+        write_json_atomic(job / "metrics.json", {"val/acc": acc})
+    text = summary.report(summary.update(tmp_path, finished=True), tmp_path)
+
+    assert "nan" not in text
+    assert "0.6000 ± 0.1414" in text and "0.9000" in text.splitlines()[-1]

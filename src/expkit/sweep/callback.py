@@ -120,7 +120,8 @@ class SweepSummary(Callback):
             return
         job_dir = Path(config.hydra.runtime.output_dir)
         status_path = job_dir / summary.STATUS_FILE
-        if job_return.status == JobStatus.FAILED and not status_path.exists():
+        reported = (summary.read_json(status_path) or {}).get("status") not in (None, "running")
+        if job_return.status == JobStatus.FAILED and not reported:
             # The task raised past the runner (it records its own failures): record it here.
             error = " ".join(str(job_return._return_value).split()) or type(job_return._return_value).__name__
             write_json_atomic(status_path, {"status": "failed", "error": error,

@@ -32,7 +32,7 @@ LOCK_FILE = ".summary.lock"
 #: Override keys that repeat a config rather than change it.
 SEED_KEYS = ("seed", "+seed", "++seed")
 #: Error shown for a job that started but left no status.json when the sweep ended.
-NO_STATUS = "no status.json: the job's process ended without reporting (killed, out of memory or timed out)"
+NO_STATUS = "no final status.json: the job's process ended without reporting (killed, out of memory or timed out)"
 #: Statuses of jobs that did not succeed: a sweep with any of them exits 1 (``sweep_fail_exit``).
 FAILED_STATUSES = ("failed", "crashed")
 
@@ -110,7 +110,7 @@ def read_job(directory: Path, sweep_dir: Path, finished: bool, stopped: str | No
     number = info.get("num", directory.relative_to(sweep_dir).as_posix())
     row = JobRow(job=str(number), status="", overrides=[str(o) for o in overrides],
                  best_epoch=metrics.pop("best_epoch", None), metrics=metrics, run_dir=str(directory.resolve()))
-    if status is None:
+    if status is None or status.get("status") == "running":  # a run writes "running" when it starts
         row.status, row.error = ("crashed", NO_STATUS) if finished else ("running", "")
     else:
         row.status, row.error = str(status.get("status", "unknown")), str(status.get("error") or "")
