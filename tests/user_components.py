@@ -24,12 +24,17 @@ class BrokenModel(torch.nn.Module):
 
 
 class HangAt(Callback):
-    """Stops in ``hook`` (``on_fit_start``, ``on_train_batch_end``, ``on_test_end``) for ``seconds``."""
+    """Stops in ``hook`` (``on_fit_start``, ``on_train_batch_end``, ``on_test_end``) for ``seconds``
+    (under DDP on ``rank`` only, when given: a rank that stops answering)."""
 
-    def __init__(self, hook: str, marker: str, seconds: float = 60.0) -> None:
-        self.hook, self.marker, self.seconds = hook, Path(marker), seconds
+    def __init__(self, hook: str, marker: str, seconds: float = 60.0, rank: int | None = None) -> None:
+        self.hook, self.marker, self.seconds, self.rank = hook, Path(marker), seconds, rank
 
     def _hang(self, hook: str) -> None:
+        from expkit.engine import distributed as dist
+
+        if self.rank is not None and dist.rank() != self.rank:
+            return
         if hook == self.hook and not self.marker.exists():
             self.marker.write_text("here")
             time.sleep(self.seconds)

@@ -123,10 +123,15 @@ def _record(directory: Path, status: str, error: str | None = None,
         write_json_atomic(directory / "metrics.json", metrics)
 
 
+def checkpoint_folder(cfg: DictConfig, directory: Path) -> Path:
+    """Where the run's checkpoints go (``ModelCheckpoint``'s ``dirpath``, else ``<run dir>/checkpoints``)."""
+    folder = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath", default=None)
+    return Path(folder or directory / "checkpoints")
+
+
 def resumable_checkpoint(cfg: DictConfig, directory: Path) -> Path | None:
     """The checkpoint a stopped run resumes from (``last.ckpt`` of its checkpoint folder), if any."""
-    folder = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath", default=None)
-    path = Path(folder or directory / "checkpoints") / "last.ckpt"
+    path = checkpoint_folder(cfg, directory) / "last.ckpt"
     return path if path.is_file() else None
 
 
@@ -187,6 +192,7 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]], direct
 
     try:
         validate(cfg)
+        dist.set_collective_timeout(cfg.get("collective_timeout_s"))
         if rank_zero:
             OmegaConf.save(cfg, directory / "config.yaml", resolve=True)
             show_config_tree(cfg, directory)

@@ -1,0 +1,43 @@
+"""DDP under faults, real gloo process groups: a rank that stops answering fails the job in
+``collective_timeout_s`` with one line naming it; a stop signal right after the workers
+start says there is nothing to resume from instead of naming a checkpoint nobody saved."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from conftest import FAST, read_json, train
+from fault_helpers import USER_CODE, start, stop_with, wait_for
+
+pytestmark = pytest.mark.slow
+
+DDP = (*FAST, "logger=none", "test=false", "trainer=ddp", "trainer.devices=2")
+
+
+def test_a_rank_that_stops_answering_fails_the_job_naming_it(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = train(*DDP, f"hydra.run.dir={run_dir}", "collective_timeout_s=3",
+                 "+callbacks.hang._target_=user_components.HangAt", "+callbacks.hang.hook=on_train_batch_end",
+                 f"+callbacks.hang.marker={tmp_path / 'hung'}", "+callbacks.hang.rank=1", "+callbacks.hang.seconds=10",
+                 env=USER_CODE, check=False, timeout=170)
+
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "error: DDP rank 1 stopped answering: rank 0 waited 3 s for it in a collective" in last, last
+    assert read_json(run_dir / "status.json")["status"] == "failed"
+
+
+def test_a_signal_just_after_the_workers_start_names_no_checkpoint(tmp_path):
+    run_dir, marker = tmp_path / "run", tmp_path / "building"
+    proc = start("train.py", *DDP, f"hydra.run.dir={run_dir}", "model._target_=user_components.SlowModel",
+                 f"+model.marker={marker}")
+    wait_for(marker.exists, proc, "the workers' models")
+    code, _, err = stop_with(proc, signal.SIGTERM)
+
+    assert code == 75, err[-3000:]
+    assert "Traceback" not in err
+    status = read_json(run_dir / "status.json")
+    assert status["status"] == "preempted" and status["checkpoint"] is None
+    assert "start again" in status["error"] and "ckpt_path=last" not in status["error"], status["error"]
