@@ -41,3 +41,28 @@ def test_a_signal_just_after_the_workers_start_names_no_checkpoint(tmp_path):
     status = read_json(run_dir / "status.json")
     assert status["status"] == "preempted" and status["checkpoint"] is None
     assert "start again" in status["error"] and "ckpt_path=last" not in status["error"], status["error"]
+
+
+def test_expkit_torchrun_stopped_by_sigterm_exits_75_without_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run_dir, marker = tmp_path / "run", tmp_path / "training"
+    command = [sys.executable, "-m", "expkit.torchrun", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"),
+               *DDP[:-1], f"hydra.run.dir={run_dir}", "+callbacks.hang._target_=user_components.HangAt",
+               "+callbacks.hang.hook=on_train_batch_end", f"+callbacks.hang.marker={marker}", "+callbacks.hang.rank=0",
+               "+callbacks.hang.seconds=2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **USER_CODE}
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(marker.exists, proc, "the first training step")
+    code, _, err = stop_with(proc, signal.SIGTERM)
+
+    assert code == 75, err[-3000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM")
+    status = read_json(run_dir / "status.json")
+    assert status["status"] == "preempted" and status["checkpoint"].endswith("last.ckpt")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
