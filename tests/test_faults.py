@@ -236,3 +236,23 @@ def test_one_job_per_config_shows_its_value_not_plus_minus_nan(tmp_path):
 
     assert "nan" not in text
     assert "0.6000 ± 0.1414" in text and "0.9000" in text.splitlines()[-1]
+
+
+def test_a_write_into_an_immutable_folder_names_the_file_and_the_reason(tmp_path):
+    import subprocess
+
+    from expkit.engine import checkpoint as ckpt
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    state = {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "model": {"w": torch.zeros(3)}}
+    ckpt.save_atomic(state, folder / "best.ckpt")
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        with pytest.raises(ckpt.CheckpointWriteError) as error:
+            ckpt.save_atomic(state, folder / "last.ckpt")
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert str(error.value).startswith(f"checkpoint {folder / 'last.ckpt'}: not written (Operation not permitted)")
+    assert ckpt.load(folder / "best.ckpt")["model"]["w"].shape == (3,)

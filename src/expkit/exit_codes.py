@@ -8,6 +8,8 @@ Torch-free: the signal handlers of the entry points import it on their first lin
 """
 from __future__ import annotations
 
+import errno
+
 #: A run that failed: a known failure (one line) or an unexpected error (a traceback).
 EXIT_FAILED = 1
 #: A config value, checkpoint, data file or run directory the run cannot use.
@@ -16,6 +18,8 @@ EXIT_BAD_INPUT = 2
 EXIT_PREEMPTED = 75
 #: Stopped at once by a second Ctrl-C (the shell's 128 + SIGINT).
 EXIT_INTERRUPTED = 130
+#: OS errors that say the disk, not the code, is the problem: one line, exit 1.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_PREEMPTED", "exit_code_for", "input_error"]
 
@@ -46,5 +50,7 @@ def exit_code_for(error: BaseException) -> int | None:
     if isinstance(error, Preempted):
         return EXIT_PREEMPTED
     if isinstance(error, (NonFiniteLossError, CheckpointWriteError)):
+        return EXIT_FAILED
+    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:  # a run file on a full or read-only disk
         return EXIT_FAILED
     return None

@@ -129,6 +129,14 @@ def checkpoint_folder(cfg: DictConfig, directory: Path) -> Path:
     return Path(folder or directory / "checkpoints")
 
 
+def _record_if_possible(directory: Path, status: str, **fields: Any) -> None:
+    """``_record`` while reporting another failure: a disk that fails here too gets one warning line."""
+    try:
+        _record(directory, status, **fields)
+    except OSError as e:
+        log.warning("could not write %s: %s", directory / "status.json", e.strerror or e)
+
+
 def resumable_checkpoint(cfg: DictConfig, directory: Path) -> Path | None:
     """The checkpoint a stopped run resumes from (``last.ckpt`` of its checkpoint folder), if any."""
     path = checkpoint_folder(cfg, directory) / "last.ckpt"
@@ -213,7 +221,7 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]], direct
         if dist.torchrun_world_size() > 1 and ddp.lost_peer(message):  # torchrun: not the root cause
             message = f"another rank failed first (its error is in the job's output); rank {dist.rank()} saw: {message}"
         if rank_zero:
-            _record(directory, "failed", error=message, **({} if code else {"exception": _origin(e)}))
+            _record_if_possible(directory, "failed", error=message, **({} if code else {"exception": _origin(e)}))
         if code is None:  # not a known failure: a bug in someone's code, keep the whole traceback
             log.error("run failed: %s", message, exc_info=e)
             if is_multirun():
