@@ -17,15 +17,15 @@ DDP = (*FAST, "logger=none", "test=false", "trainer=ddp", "trainer.devices=2")
 
 def test_a_rank_that_stops_answering_fails_the_job_naming_it(tmp_path):
     run_dir = tmp_path / "run"
-    proc = train(*DDP, f"hydra.run.dir={run_dir}", "collective_timeout_s=3",
+    proc = train(*DDP, f"hydra.run.dir={run_dir}", "collective_timeout_s=2",
                  "+callbacks.hang._target_=user_components.HangAt", "+callbacks.hang.hook=on_train_batch_end",
-                 f"+callbacks.hang.marker={tmp_path / 'hung'}", "+callbacks.hang.rank=1", "+callbacks.hang.seconds=10",
+                 f"+callbacks.hang.marker={tmp_path / 'hung'}", "+callbacks.hang.rank=1", "+callbacks.hang.seconds=6",
                  env=USER_CODE, check=False, timeout=170)
 
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert "error: DDP rank 1 stopped answering: rank 0 waited 3 s for it in a collective" in last, last
+    assert "error: DDP rank 1 stopped answering: rank 0 waited 2 s for it in a collective" in last, last
     assert read_json(run_dir / "status.json")["status"] == "failed"
 
 
