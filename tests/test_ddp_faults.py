@@ -66,3 +66,22 @@ def test_expkit_torchrun_stopped_by_sigterm_exits_75_without_a_traceback(tmp_pat
     status = read_json(run_dir / "status.json")
     assert status["status"] == "preempted" and status["checkpoint"].endswith("last.ckpt")
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_signal_during_ddp_training_names_the_checkpoint_every_rank_confirmed(tmp_path):
+    run_dir, marker = tmp_path / "run", tmp_path / "training"
+    proc = start("train.py", *DDP, f"hydra.run.dir={run_dir}", "+callbacks.hang._target_=user_components.HangAt",
+                 "+callbacks.hang.hook=on_train_batch_end", f"+callbacks.hang.marker={marker}",
+                 "+callbacks.hang.rank=0", "+callbacks.hang.seconds=2")
+    wait_for(marker.exists, proc, "the first training step")
+    code, _, err = stop_with(proc, signal.SIGTERM)
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert code == 75, err[-3000:]
+    assert "Traceback" not in err
+    status = read_json(run_dir / "status.json")
+    assert status["status"] == "preempted" and status["checkpoint"] == str(last), status
+    assert f"resume with ckpt_path={last}" in status["error"]
+    from expkit.engine.checkpoint import load
+
+    assert load(last)["loop"]["global_step"] >= 1
