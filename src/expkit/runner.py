@@ -178,6 +178,7 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
     except signals.SignalStop as e:
         _stopped(cfg, directory, e.signal_name, rank_zero)
     except KeyboardInterrupt:
+        signals.ignore_further()  # a third Ctrl-C must not cut the report of the second short
         log.warning("interrupted by a second Ctrl-C: stopped at once, without saving")
         if rank_zero:
             _record(directory, "interrupted", error="interrupted by a second Ctrl-C (nothing saved at that point)")

@@ -63,3 +63,13 @@ def runner_reports(active: bool) -> None:
     """The runner reports stops from now on (``True``), or no longer (``False``)."""
     global _runner_reports
     _runner_reports = active
+
+
+def ignore_further() -> None:
+    """Ignore the stop signals from now on: the run is already ending (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, signal.SIG_IGN)
