@@ -6,6 +6,7 @@ config and returns the final metrics.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -101,13 +102,12 @@ def _start_attempt(directory: Path) -> None:
     _attempt.clear()
     _attempt.update({"pid": os.getpid(), "host": socket.gethostname(),
                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "attempt": int(previous.get("attempt") or 0) + 1 if previous else 1})
+                     "attempt": int(previous.get("attempt") or 1) + 1 if previous else 1})
     _record(directory, "running")
 
 
 def read_status(directory: Path) -> dict[str, Any]:
-    import json
-
+    """The run directory's status.json (an earlier attempt's, before this one writes), or {}."""
     try:
         return json.loads((directory / "status.json").read_text())
     except (OSError, ValueError):
@@ -155,7 +155,7 @@ def _stopped(cfg: DictConfig, directory: Path, name: str, rank_zero: bool) -> No
                    f"(hydra.run.dir={directory} ckpt_path=last)")
     log.warning("%s", message)
     if rank_zero:
-        _record(directory, "preempted", error=message, checkpoint=str(checkpoint) if checkpoint else None)
+        _record_if_possible(directory, "preempted", error=message, checkpoint=str(checkpoint) if checkpoint else None)
     sys.exit(EXIT_PREEMPTED)
 
 
@@ -173,15 +173,17 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
             _start_attempt(directory)
         return _run(cfg, work, directory, rank_zero)
     except run_lock.RunDirError as e:
+        from expkit.exit_codes import EXIT_BAD_INPUT
+
         log.error("error: %s", e)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     except signals.SignalStop as e:
         _stopped(cfg, directory, e.signal_name, rank_zero)
     except KeyboardInterrupt:
         signals.ignore_further()  # a third Ctrl-C must not cut the report of the second short
         log.warning("interrupted by a second Ctrl-C: stopped at once, without saving")
         if rank_zero:
-            _record(directory, "interrupted", error="interrupted by a second Ctrl-C (nothing saved at that point)")
+            _record_if_possible(directory, "interrupted", error="interrupted by a second Ctrl-C (nothing saved at that point)")
         from expkit.exit_codes import EXIT_INTERRUPTED
 
         sys.exit(EXIT_INTERRUPTED)
@@ -214,7 +216,7 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]], direct
     except Preempted as e:
         log.warning("%s", e)
         if rank_zero:
-            _record(directory, "preempted", error=_one_line(e), checkpoint=e.checkpoint)
+            _record_if_possible(directory, "preempted", error=_one_line(e), checkpoint=e.checkpoint)
         sys.exit(EXIT_PREEMPTED)
     except Exception as e:  # noqa: BLE001 - every failure becomes a status and an exit code
         code = exit_code_for(e)
