@@ -13,7 +13,8 @@ entry point get the same), does, each part behind its own switch:
     composing checks option types against them.
 ``tensorboard_checksums``
     TensorBoard's event writer checksums records with google-crc32c's C code instead
-    of pure Python (``expkit.event_checksums``; imports TensorBoard's writer, not torch).
+    of pure Python (``expkit.event_checksums``): applied when the logger opens its
+    writer, so a run without TensorBoard never imports it. ``False`` keeps TensorBoard's own.
 ``skip_exit_collections``
     Skip the interpreter's final garbage collections at exit (``gc.freeze`` in an exit
     handler, ~0.8 s of every run on two cores).
@@ -62,10 +63,10 @@ def prepare(signals: bool = True, schemas: bool = True, tensorboard_checksums: b
 
         register()
         _prepared.add("schemas")
-    if tensorboard_checksums and "tensorboard" not in _prepared:
-        from expkit.event_checksums import use_fast_event_checksums
+    if "tensorboard" not in _prepared:
+        from expkit import event_checksums
 
-        use_fast_event_checksums()
+        event_checksums.request(tensorboard_checksums)
         _prepared.add("tensorboard")
 
 

@@ -1,6 +1,22 @@
-"""TensorBoard event checksums in C. Torch-free, so an entry point can ask for them on its
-first lines (``expkit.entry.prepare``) without importing torch; nothing happens at import."""
+"""TensorBoard event checksums in C. Nothing happens at import; the TensorBoard logger asks
+for them when it opens its writer, and an entry point decides on its first lines
+(``expkit.entry.prepare``) without importing TensorBoard or torch (a run with
+``logger=none`` never loads TensorBoard)."""
 from __future__ import annotations
+
+import sys
+
+_WRITER_MODULE = "tensorboard.summary.writer.record_writer"
+_wanted = True
+
+
+def request(wanted: bool) -> None:
+    """Use the C checksums (``True``) or TensorBoard's own (``False``) in this process: at once
+    if TensorBoard's writer is loaded, else when the logger opens its writer."""
+    global _wanted
+    _wanted = wanted
+    if wanted and _WRITER_MODULE in sys.modules:
+        use_fast_event_checksums()
 
 
 def use_fast_event_checksums() -> bool:
@@ -10,8 +26,11 @@ def use_fast_event_checksums() -> bool:
     Python, about 0.2 us a byte: 1.5 ms for an 8 KB picture, on the writer's thread, which
     holds the interpreter lock while the training loop waits for it. The checksum is the
     same (event files read back unchanged); only its speed differs. Returns whether the
-    fast one is in use (False without google-crc32c's compiled extension).
+    fast one is in use (False without google-crc32c's compiled extension, or when the
+    entry point switched them off).
     """
+    if not _wanted:
+        return False
     try:
         import google_crc32c
         from tensorboard.summary.writer import record_writer
