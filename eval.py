@@ -7,6 +7,10 @@ Writes its own run directory (outputs/eval/<stamp>/) with metrics.json and Tenso
 """
 from __future__ import annotations
 
+from expkit.entry import main as run_main, prepare
+
+prepare()  # signals, config schemas, TensorBoard's C checksums, no exit-time collections: see expkit/entry.py
+
 from pathlib import Path
 
 import hydra
@@ -58,4 +62,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -6,10 +6,14 @@
 """
 from __future__ import annotations
 
+from expkit.entry import main as run_main, prepare
+
+prepare()  # signals, config schemas, TensorBoard's C checksums, no exit-time collections: see expkit/entry.py
+
 import hydra
 from omegaconf import DictConfig
 
-from expkit.runner import resolve_ckpt_path, run, run_dir  # importing it registers the config schemas
+from expkit.runner import resolve_ckpt_path, run, run_dir
 
 
 def build(node: DictConfig | None, **kwargs):
@@ -52,4 +56,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -154,7 +154,7 @@ def test_killed_sweep_still_has_a_summary(tmp_path, capsys):
     assert summarize([str(tmp_path), "--finished"]) == 0
     rows = read_csv(tmp_path / "summary.csv")
     assert [r["status"] for r in rows] == ["ok", "crashed", "pending"]
-    assert rows[1]["error"].startswith("no status.json")
+    assert rows[1]["error"].startswith("no final status.json")
     assert "1 crashed" in capsys.readouterr().out
     assert summarize([str(tmp_path / "0" / "checkpoints")]) == 2  # not a sweep: one line, exit 2
 
@@ -162,7 +162,8 @@ def test_killed_sweep_still_has_a_summary(tmp_path, capsys):
 def test_optuna_search_survives_a_failing_trial(tmp_path):
     # TPE's startup trials are random draws from its seed; seed 3 draws both max_epochs values.
     proc = sweep(tmp_path, "hparams_search=digits_optuna", "hydra.sweeper.n_trials=3",
-                 "hydra.sweeper.sampler.seed=3", "trainer.max_epochs=choice(1,-1)")
+                 "hydra.sweeper.sampler.seed=3", "trainer.max_epochs=choice(1,-1)", check=False)
+    assert proc.returncode == 1  # a trial failed
 
     rows = read_csv(tmp_path / "summary.csv")
     assert len(rows) == 3 and len(job_dirs(tmp_path)) == 3
@@ -187,7 +188,8 @@ def test_optuna_search_survives_a_failing_trial(tmp_path):
 
 def test_failing_jobs_and_repeated_seeds(tmp_path):
     # max_epochs=-1 fails the runner's config check in both its jobs; max_epochs=1 trains twice
-    proc = sweep(tmp_path, "trainer.max_epochs=-1,1", "seed=1,2")
+    proc = sweep(tmp_path, "trainer.max_epochs=-1,1", "seed=1,2", check=False)
+    assert proc.returncode == 1  # two jobs failed
 
     rows = read_csv(tmp_path / "summary.csv")
     assert [(overrides_of(r["overrides"])["trainer.max_epochs"], r["status"]) for r in rows] == [

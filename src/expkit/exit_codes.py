@@ -1,35 +1,56 @@
 """Exit statuses of ``train.py`` / ``eval.py``, and which errors map to them.
 
-Known errors are reported as one line and one of these statuses; anything else is a bug
-and keeps its traceback.
+Only expkit's own input errors (``expkit.errors.InputError``, also when Hydra's
+``instantiate`` wraps one raised in a component's constructor) and a few known
+failures become one line and a status; anything else is a bug in someone's code
+(a model's ``__init__``, a task's step, a callback) and keeps its traceback (exit 1).
+Torch-free: the signal handlers of the entry points import it on their first line.
 """
 from __future__ import annotations
 
-from expkit.engine.preemption import EXIT_PREEMPTED
+import errno
 
-#: Failed while training (non-finite loss, a DDP worker's error).
+#: A run that failed: a known failure (one line) or an unexpected error (a traceback).
 EXIT_FAILED = 1
-#: A config value, checkpoint or data file the run cannot use.
+#: A config value, checkpoint, data file or run directory the run cannot use.
 EXIT_BAD_INPUT = 2
+#: Stopped by a signal (sysexits' EX_TEMPFAIL, "try again later"): resume or start again.
+EXIT_PREEMPTED = 75
+#: Stopped at once by a second Ctrl-C (the shell's 128 + SIGINT).
+EXIT_INTERRUPTED = 130
+#: OS errors that say the disk, not the code, is the problem: one line, exit 1.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_PREEMPTED", "exit_code_for"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_PREEMPTED", "exit_code_for", "input_error"]
+
+
+def input_error(error: BaseException) -> BaseException | None:
+    """The ``InputError`` behind ``error`` (itself, or the cause of Hydra's instantiate wrapper)."""
+    from expkit.errors import InputError
+
+    if isinstance(error, InputError):
+        return error
+    from hydra.errors import InstantiationException
+
+    if isinstance(error, InstantiationException) and isinstance(error.__cause__, InputError):
+        return error.__cause__
+    return None
 
 
 def exit_code_for(error: BaseException) -> int | None:
-    """The exit status for ``error``, or None when it is unexpected (a bug: show the traceback)."""
-    from hydra.errors import InstantiationException
-
-    from expkit.config import ConfigError
-    from expkit.engine.checkpoint import CheckpointError
+    """The exit status for a known failure, or None when it is unexpected (show the traceback)."""
+    if isinstance(getattr(error, "exit_code", None), int):  # Preempted, launch.ddp.WorkerFailed
+        return error.exit_code
+    if input_error(error) is not None:
+        return EXIT_BAD_INPUT
+    from expkit.engine.checkpoint import CheckpointWriteError
     from expkit.engine.preemption import Preempted
     from expkit.engine.trainer import NonFiniteLossError
 
     if isinstance(error, Preempted):
         return EXIT_PREEMPTED
-    if isinstance(getattr(error, "exit_code", None), int):  # launch.ddp.WorkerFailed: the worker's own status
-        return error.exit_code
-    if isinstance(error, (ConfigError, CheckpointError, InstantiationException, FileNotFoundError, ValueError)):
-        return EXIT_BAD_INPUT
-    if isinstance(error, NonFiniteLossError):
+    if isinstance(error, (NonFiniteLossError, CheckpointWriteError)):
+        return EXIT_FAILED
+    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:  # a run file on a full or read-only disk
         return EXIT_FAILED
     return None

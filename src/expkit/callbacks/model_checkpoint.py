@@ -59,17 +59,20 @@ class ModelCheckpoint(CheckpointCallback, Configurable):
 
     def on_train_epoch_end(self, trainer: Any, task: Any) -> None:
         pending, self._pending = self._pending, None
-        paths = []
+        paths, epoch = [], trainer.epoch
         if pending is not None and self._improved(pending):
-            self.best_score, self.best_epoch = pending, trainer.epoch
+            self.best_score, self.best_epoch = pending, epoch
             self.best_model_path = str(self.dirpath / BEST)
             paths.append(self.best_model_path)
-            log.info("epoch %d: %s=%.4f is the best so far, saved %s", trainer.epoch, self.monitor, pending,
-                     self.best_model_path)
-        if self.opts.save_last and (trainer.epoch + 1) % self.opts.every_n_epochs == 0:
+        if self.opts.save_last and (epoch + 1) % self.opts.every_n_epochs == 0:
             paths.append(self.dirpath / LAST)
+
+        def announce(path: Path) -> None:  # on the writer thread, once the file is in place
+            if path.name == BEST:
+                log.info("epoch %d: %s=%.4f is the best so far, saved %s", epoch, self.monitor, pending, path)
+
         if paths:  # best and last of one epoch hold the same state: serialize it once
-            trainer.save_checkpoint(*paths)
+            trainer.save_checkpoint(*paths, on_saved=announce)
 
     def state_dict(self) -> dict[str, Any]:
         """The best file by name only: a copied or moved run directory resumes with its own."""

@@ -11,6 +11,7 @@ import torch
 from expkit.data.base import DataModule, Split, split_indices
 from expkit.data.options import DigitsOptions
 from expkit.errors import ConfigError
+from expkit.errors import DataError
 
 
 def _digits_file() -> Path:
@@ -18,10 +19,10 @@ def _digits_file() -> Path:
     scikit-learn (its import alone costs over a second)."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("data=digits needs scikit-learn installed (pip install scikit-learn)")
+        raise DataError("data=digits needs scikit-learn installed (pip install scikit-learn)")
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
     if not path.is_file():
-        raise FileNotFoundError(f"data=digits: {path} is missing from this scikit-learn installation")
+        raise DataError(f"data=digits: {path} is missing from this scikit-learn installation")
     return path
 
 

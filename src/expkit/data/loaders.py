@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from expkit.engine.loaders import move_to
+from expkit.errors import CheckpointError, ConfigError
 
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
@@ -51,7 +52,7 @@ class _Resumable:
     def __init__(self, num_samples: int, batch_size: int, *, shuffle: bool, drop_last: bool,
                  seed: int, rank: int, world_size: int, pad: bool) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+            raise ConfigError(f"batch_size={batch_size}: must be >= 1")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
@@ -96,14 +97,14 @@ class _Resumable:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["order"]) != self.num_samples:
-            raise ValueError(f"checkpoint data order has {len(state['order'])} samples, "
+            raise CheckpointError(f"checkpoint data order has {len(state['order'])} samples, "
                              f"the data set has {self.num_samples}")
         self.epoch, self._order = int(state["epoch"]), state["order"].clone()
         position = int(state["position"])
         samples_seen = position * state["batch_size"] * state["world_size"]
         per_step = self.batch_size * self.world_size
         if samples_seen % per_step:
-            raise ValueError(
+            raise CheckpointError(
                 f"cannot resume mid-epoch: {samples_seen} samples were consumed with "
                 f"world_size={state['world_size']} x batch_size={state['batch_size']}, which is not "
                 f"a whole number of steps of world_size={self.world_size} x batch_size={self.batch_size}")

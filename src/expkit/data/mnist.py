@@ -8,6 +8,7 @@ import torch
 
 from expkit.data.base import DataModule, Split, split_indices
 from expkit.data.options import MNISTOptions
+from expkit.errors import DataError
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -34,8 +35,8 @@ class MNISTDataModule(DataModule):
             test = cls(str(self.root), train=False, download=self.download)
         except RuntimeError as e:
             if self.download:
-                raise RuntimeError(f"{self.dataset_class}: download into {raw} failed ({e})") from None
-            raise FileNotFoundError(
+                raise DataError(f"{self.dataset_class}: download into {raw} failed ({e})") from None
+            raise DataError(
                 f"{self.dataset_class} files not found in {raw}: put {', '.join(_FILES)} (or their .gz) "
                 f"there, or set data.download=true on a machine with internet access") from None
 

@@ -2,7 +2,11 @@
 read with ``weights_only=True`` and checked before anything uses them."""
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
+import json
+import logging
 import os
 import pickle
 import random
@@ -10,7 +14,7 @@ import tempfile
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,12 +24,31 @@ from expkit.errors import CheckpointError
 FORMAT = "expkit-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model")
+#: Zip entry (next to torch's records) holding the SHA-256 of every other record.
+CHECKSUM_ENTRY = "expkit_checksum"
+#: Free space kept beyond a checkpoint's size before writing it (the file system's own use).
+SPACE_MARGIN_BYTES = 64 << 10
+
+log = logging.getLogger(__name__)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; ``str()`` is one line naming the file and the OS reason.
+
+    The file it was meant to replace (if any) is untouched: writes go to a temporary file first.
+    """
+
+    def __init__(self, path: Path, reason: str, errno_: int | None = None) -> None:
+        super().__init__(errno_, reason, str(path))
+        self.path, self.reason = Path(path), reason
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.path}: not written ({self.reason}); the previous file there, if any, is intact"
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike, background: bool = False,
-                copies: Sequence[str | os.PathLike] = ()) -> Path:
+                copies: Sequence[str | os.PathLike] = (),
+                on_saved: Callable[[Path], None] | None = None) -> Path:
     """Write ``obj`` to ``path`` so that a reader never sees a partial file.
 
     The bytes go to a temporary file in the same directory, are flushed and
@@ -33,34 +56,70 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike, background: bool =
     either the old file or the new one.
 
     ``obj`` is serialized before this returns (later changes to the tensors do not
-    leak in). With ``background`` the write, fsync and rename, which cost several
-    milliseconds of waiting on the disk, run on one writer thread in order while
-    training goes on; ``wait_for_saves`` (called by ``load`` and at the end of
-    ``Trainer.fit``) blocks until they are done and re-raises a failure.
-    ``copies`` are more paths that get the same bytes (serialized once).
+    leak in). With ``background`` the checksum, write, fsync and rename, which cost
+    several milliseconds, run on one writer thread in order while training goes on;
+    ``raise_if_save_failed`` (cheap, at step boundaries) and ``wait_for_saves`` (called
+    by ``load`` and at the end of ``Trainer.fit``) re-raise a failure as
+    ``CheckpointWriteError``. ``copies`` are more paths that get the same bytes
+    (serialized once). ``on_saved(target)`` runs after each file is renamed into place
+    (on the writer thread when ``background``): log "saved" there, not before.
     """
     data = io.BytesIO()
     torch.save(obj, data)  # one buffer, one write: faster than torch.save on a file
     targets = [Path(target) for target in (path, *copies)]
     if background:
-        global _writer
-        if _writer is None:
-            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expkit-checkpoint")
-        _pending.append(_writer.submit(_publish_all, data, targets))
+        _pending.append(_writer_pool().submit(_publish_all, data, targets, on_saved))
     else:
-        _publish_all(data, targets)
+        _publish_all(data, targets, on_saved)
     return Path(path)
 
 
-def _publish_all(data: io.BytesIO, targets: list[Path]) -> None:
+def _publish_all(data: io.BytesIO, targets: list[Path], on_saved: Callable[[Path], None] | None) -> None:
+    add_checksum(data)
     for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        _publish(fd, tmp, data, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _check_space(target, data.getbuffer().nbytes)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            _publish(fd, tmp, data, target)
+        except CheckpointWriteError:
+            raise
+        except OSError as e:
+            raise CheckpointWriteError(target, e.strerror or type(e).__name__, e.errno) from e
+        if on_saved is not None:
+            on_saved(target)
+
+
+def _check_space(target: Path, size: int) -> None:
+    """Refuse a write that cannot fit before starting it (one ``statvfs``: cheap)."""
+    try:
+        stats = os.statvfs(target.parent)
+    except (OSError, AttributeError):  # no statvfs (Windows) or an odd mount: the write itself will tell
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < size + SPACE_MARGIN_BYTES:
+        raise CheckpointWriteError(target, f"No space left on device: {_size(free)} free, the checkpoint "
+                                   f"needs {_size(size)}", errno.ENOSPC)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 10**7 else f"{n // 1024} KB"
 
 
 _writer: ThreadPoolExecutor | None = None
 _pending: list[Future] = []
+_fork_hook_installed = False
+
+
+def _writer_pool() -> ThreadPoolExecutor:
+    """The one writer thread, started on the first background save (not at import)."""
+    global _writer, _fork_hook_installed
+    if _writer is None:
+        _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expkit-checkpoint")
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forget_writer)
+        _fork_hook_installed = True
+    return _writer
 
 
 def _forget_writer() -> None:
@@ -68,10 +127,6 @@ def _forget_writer() -> None:
     global _writer
     _writer = None
     _pending.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_writer)
 
 
 def _publish(fd: int, tmp: str, data: io.BytesIO, path: Path) -> None:
@@ -92,28 +147,90 @@ def _publish(fd: int, tmp: str, data: io.BytesIO, path: Path) -> None:
         os.close(dir_fd)
 
 
+def raise_if_save_failed() -> None:
+    """Without waiting: re-raise (``CheckpointWriteError``) the first finished background save
+    that failed. Cheap enough for every step boundary; saves still in flight are left alone."""
+    while _pending and _pending[0].done():
+        _pending.pop(0).result()
+
+
 def wait_for_saves() -> None:
     """Block until every background save is on disk; re-raise the first that failed."""
     while _pending:
         _pending.pop(0).result()
 
 
+# ---- checksums ----------------------------------------------------------------------------------
+
+def _digest(archive: zipfile.ZipFile) -> str:
+    """SHA-256 over every record of torch's archive but ours, in name order (name, then bytes)."""
+    digest = hashlib.sha256()
+    for name in sorted(n for n in archive.namelist() if n.rsplit("/", 1)[-1] != CHECKSUM_ENTRY):
+        digest.update(name.encode())
+        digest.update(archive.read(name))  # zipfile also checks the record's own CRC-32 here
+    return digest.hexdigest()
+
+
+def add_checksum(data: io.BytesIO) -> None:
+    """Append the checksum record to the serialized checkpoint in ``data`` (once)."""
+    with zipfile.ZipFile(data, "a") as archive:
+        names = archive.namelist()
+        prefix = names[0].split("/", 1)[0] if names else "archive"
+        if any(n.endswith("/" + CHECKSUM_ENTRY) for n in names):
+            return
+        digest = _digest(archive)
+        archive.writestr(f"{prefix}/{CHECKSUM_ENTRY}", json.dumps({"sha256": digest}))
+
+
+_warned_unverified: set[str] = set()  # files already reported as having no checksum (warn once each)
+
+
+def verify_checksum(path: Path) -> None:
+    """Refuse a file whose bytes changed since it was saved; warn for one saved before checksums."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == CHECKSUM_ENTRY), None)
+            if entry is None:
+                if str(path) in _warned_unverified:
+                    return
+                _warned_unverified.add(str(path))
+                log.warning("checkpoint %s: has no checksum (saved by an older expkit), so its bytes "
+                            "cannot be verified", path)
+                return
+            stored = json.loads(archive.read(entry)).get("sha256")
+            actual = _digest(archive)
+    except (zipfile.BadZipFile, ValueError, AttributeError) as e:
+        if "CRC" in str(e):  # a record's bytes changed: the same damage the checksum finds
+            raise CheckpointError(f"checkpoint {path}: damaged, its bytes changed after it was saved "
+                                  f"({_short(e)}); refused") from None
+        raise CheckpointError(f"checkpoint {path}: corrupt, truncated or not a checkpoint ({_short(e)})") from None
+    if stored != actual:
+        raise CheckpointError(f"checkpoint {path}: damaged, its checksum does not match its bytes "
+                              "(changed after it was saved); refused")
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """Load and check a checkpoint; any problem becomes one ``CheckpointError`` line.
 
-    ``mmap=True`` maps tensors lazily: cheap when only the config or loop state is read.
+    The checksum is verified before anything is unpickled. ``mmap=True`` maps tensors
+    lazily: cheap when only the config or loop state is read.
     """
     wait_for_saves()  # a file this process is still writing in the background
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
+        verify_checksum(path)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path}: unreadable ({_short(e)})") from None
+    try:
         obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         reason = _unpickler_reason(e)
-        if "Unsupported global" in str(e):
-            raise CheckpointError(f"checkpoint {path}: refused, it needs arbitrary pickled objects "
-                                  f"({reason}); expkit only loads tensors and plain containers") from None
+        if "GLOBAL" in reason or "global" in str(e):
+            raise CheckpointError(f"checkpoint {path}: refused, it holds arbitrary pickled objects ({reason}), "
+                                  "which could run code when loaded; expkit only loads tensors and plain "
+                                  "containers (save model.state_dict(), not objects)") from None
         raise CheckpointError(f"checkpoint {path}: corrupt or not a checkpoint ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"checkpoint {path}: corrupt, truncated or not a checkpoint ({_short(e)})") from None
@@ -129,14 +246,17 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap
 
 
 def _unpickler_reason(e: BaseException) -> str:
-    """The one informative sentence of torch's long weights_only message: what the unpickler
-    met (``GLOBAL argparse.Namespace``, ``Unsupported operand 245``), not how to bypass it."""
-    text = str(e)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1].strip().split("\n\n")[0]
-        text = text.replace("Unsupported global: ", "").split(" was not an allowed global")[0]
-    return _short(pickle.UnpicklingError(text))
+    """The informative part of torch's long weights_only message: what the unpickler met
+    (``GLOBAL argparse.Namespace``, ``GLOBAL posix.system whose module posix is blocked``),
+    never its advice on how to bypass the check (``weights_only=False``, allow-listing)."""
+    text = str(e).split("WeightsUnpickler error:", 1)[-1]
+    kept = []
+    for paragraph in (p.strip() for p in text.split("\n\n")):
+        paragraph = paragraph.replace("Unsupported global: ", "").replace("Trying to load unsupported ", "")
+        paragraph = paragraph.split(" was not an allowed global")[0]
+        if paragraph and not any(w in paragraph for w in ("weights_only", "Weights only", "Please ", "safe_globals")):
+            kept.append(paragraph.rstrip("."))
+    return _short(pickle.UnpicklingError("; ".join(kept) or "unsupported pickled content"))
 
 
 def _short(e: BaseException) -> str:

@@ -59,10 +59,32 @@ def env_store(timeout_s: float = 300.0) -> tdist.Store:
     return _env_store
 
 
-def init_from_env(device: torch.device, timeout_s: float = 300.0) -> None:
-    """Join the process group torchrun / elastic_launch described in the environment."""
+#: Seconds a collective waits for the other ranks before failing: a rank that stopped
+#: answering ends the job in minutes, not torch's hours. ``collective_timeout_s`` in the config.
+DEFAULT_COLLECTIVE_TIMEOUT_S = 300.0
+TIMEOUT_ENV = "EXPKIT_COLLECTIVE_TIMEOUT_S"  # so workers a launcher starts get the same
+
+
+def set_collective_timeout(seconds: float | None) -> None:
+    """Use ``seconds`` (None: the default) for the process groups this process and its workers create."""
+    if seconds is not None:
+        if not seconds > 0:
+            from expkit.errors import ConfigError
+
+            raise ConfigError(f"collective_timeout_s={seconds}: must be a number of seconds > 0")
+        os.environ[TIMEOUT_ENV] = str(float(seconds))
+
+
+def collective_timeout_s() -> float:
+    return float(os.environ.get(TIMEOUT_ENV, DEFAULT_COLLECTIVE_TIMEOUT_S))
+
+
+def init_from_env(device: torch.device, timeout_s: float | None = None) -> None:
+    """Join the process group torchrun / elastic_launch described in the environment;
+    collectives fail after ``timeout_s`` (default: ``collective_timeout_s()``)."""
     if is_distributed():
         return
+    timeout_s = collective_timeout_s() if timeout_s is None else timeout_s
     if not launched_by_torchrun():
         raise RuntimeError(
             "trainer.strategy=ddp needs workers started by torch's launcher: use "

@@ -15,9 +15,7 @@ from types import FrameType
 
 from expkit.engine import distributed as dist
 
-#: Exit status of a run stopped by a signal after saving its checkpoint
-#: (sysexits' EX_TEMPFAIL: "try again later", i.e. resume it).
-EXIT_PREEMPTED = 75
+from expkit.exit_codes import EXIT_PREEMPTED  # noqa: F401  (75; re-exported as expkit.engine.EXIT_PREEMPTED)
 
 HANDLED = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
@@ -26,7 +24,8 @@ class Preempted(Exception):
     """Training stopped on a signal; ``checkpoint`` resumes it exactly."""
 
     def __init__(self, signal_name: str, checkpoint: str | None) -> None:
-        super().__init__(f"stopped by {signal_name} at a step boundary; resume with ckpt_path={checkpoint}")
+        super().__init__(f"stopped by {signal_name} at a step boundary; resume with ckpt_path={checkpoint}"
+                         if checkpoint is not None else f"stopped by {signal_name} before anything was saved; start again")
         self.signal_name, self.checkpoint = signal_name, checkpoint
 
 

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -152,11 +152,13 @@ class Trainer(Configurable):
             result = self._training_step(task, self.runtime.to_device(batch) if move else batch, weight, step_now)
             for hook in batch_hooks:
                 hook(self, task, result, batch, batch_idx)
-            if step_now and (self._max_steps_reached() or self.preemption.requested(
-                    self.global_step, self.opts.log_every_n_steps, at_epoch_end=False)):
-                if self.preemption.received:
-                    self._preempt()
-                break
+            if step_now:
+                ckpt.raise_if_save_failed()  # a failed background write stops the run here, not at its end
+                if self._max_steps_reached() or self.preemption.requested(
+                        self.global_step, self.opts.log_every_n_steps, at_epoch_end=False):
+                    if self.preemption.received:
+                        self._preempt()
+                    break
         else:
             self.optimizer_stepped = False
             return True
@@ -196,6 +198,7 @@ class Trainer(Configurable):
     def _preempt(self) -> None:
         """Save last.ckpt, wait until it is on disk, hand the signal on, stop."""
         path = self.checkpoint_dir / "last.ckpt"
+        ckpt.raise_if_save_failed()
         self.save_checkpoint(path)
         ckpt.wait_for_saves()  # on disk before anyone may end this process
         log.warning("%s received: saved %s at epoch %d, step %d; resume with ckpt_path=%s",
@@ -262,9 +265,11 @@ class Trainer(Configurable):
         """Everything needed to continue this run bit for bit (see ``expkit.engine.state``)."""
         return state.capture(self)
 
-    def save_checkpoint(self, path: str | os.PathLike, *copies: str | os.PathLike) -> str:
+    def save_checkpoint(self, path: str | os.PathLike, *copies: str | os.PathLike,
+                        on_saved: Callable[[Path], None] | None = None) -> str:
         """Write a checkpoint atomically (rank 0 only), after checking the loss and weights are finite.
-        ``copies``: more paths for the same state (serialized once: best.ckpt and last.ckpt)."""
+        ``copies``: more paths for the same state (serialized once: best.ckpt and last.ckpt);
+        ``on_saved(path)`` runs once each file is renamed into place (log "saved" there)."""
         self._check_finite()
         self.guard.check_weights(ckpt.unwrap_model(self.task.model).state_dict().values(),
                                  f"after step {self.global_step} (epoch {self.epoch}); {path} was not written",
@@ -274,7 +279,7 @@ class Trainer(Configurable):
             # In one process the disk writes overlap training (fit waits for them at its end).
             # Under DDP they are synchronous: other ranks read best.ckpt right after the barrier.
             background = self.fitting and not dist.is_distributed()
-            ckpt.save_atomic(snapshot, path, background=background, copies=copies)
+            ckpt.save_atomic(snapshot, path, background=background, copies=copies, on_saved=on_saved)
         dist.barrier()  # no rank reads the file (test with best.ckpt) before rank 0 has written it
         self.last_checkpoint_path = str(copies[-1] if copies else path)
         return str(path)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from expkit.config import ConfigError
 from expkit.engine import distributed as dist
-from expkit.exit_codes import EXIT_FAILED, exit_code_for
+from expkit.exit_codes import EXIT_FAILED, EXIT_PREEMPTED, exit_code_for
 from expkit.logging_setup import quiet_other_ranks
 
 log = logging.getLogger("expkit")
@@ -82,19 +82,30 @@ def launch(cfg: Any, work: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
 
     from expkit.config import to_plain
 
+    from expkit.runner import checkpoint_folder, run_dir
+
     nprocs = num_workers(cfg)
     hydra_cfg = HydraConfig.instance().cfg if HydraConfig.initialized() else None
     log.info("starting %d DDP workers (rank 0 logs here)", nprocs)
-    results = run_workers(_worker, nprocs, (work, to_plain(cfg), hydra_cfg))
+    results = run_workers(_worker, nprocs, (work, to_plain(cfg), hydra_cfg),
+                          checkpoints=checkpoint_folder(cfg, run_dir()))
     return results[0]
 
 
-def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = ()) -> dict[int, Any]:
+#: The signals the launcher passes on to the workers (torch's default list lacks SIGUSR1/2).
+FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"
+
+
+def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = (),
+                checkpoints: Path | None = None) -> dict[int, Any]:
     """``fn(*args)`` on ``nprocs`` local processes started by torch's elastic launcher.
 
     ``fn`` must be importable (a module-level function): workers are spawned.
-    Returns {rank: return value}; raises ``WorkerFailed`` if any worker failed.
+    Returns {rank: return value}; raises ``WorkerFailed`` if any worker failed and
+    ``Preempted`` if the launcher was stopped by a signal (naming a checkpoint in
+    ``checkpoints`` only if every worker confirmed saving it, else the latest valid one).
     """
+    import signal
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -109,19 +120,64 @@ def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = ()) -> dict[i
     quiet = logging.getLogger("torch.distributed.elastic")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # its banner and failure dumps would bury our one line (workers log their own)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)}
+    os.environ.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", FORWARDED_SIGNALS)
     try:
         return elastic_launch(config, fn)(*args)
     except ChildFailedError as e:
-        raise _as_worker_failed(e, logs) from None
+        raise _as_worker_failed(e, logs, nprocs) from None
     except SignalException as e:
-        # The launcher was signalled (preemption) and passed the signal on: the workers saved
-        # last.ckpt at their next step boundary, as a single process does.
-        from expkit.engine.preemption import Preempted
-
-        raise Preempted(e.sigval.name, "last") from None
+        # The launcher was signalled and passed the signal on; the workers have ended.
+        raise stopped_by_signal(e.sigval.name, logs, nprocs, checkpoints) from None
     finally:
+        for signum, handler in handlers.items():  # the launcher leaves its own handlers installed
+            signal.signal(signum, handler)
         quiet.setLevel(level)
         shutil.rmtree(logs, ignore_errors=True)
+
+
+def stopped_by_signal(signal_name: str, logs: str, nprocs: int, checkpoints: Path | None) -> Exception:
+    """What a signalled DDP job tells: the checkpoint every rank confirmed, or the latest valid one.
+
+    A worker that stopped cleanly (``Preempted``) left its error file with exit status 75 and
+    the checkpoint it saved; a worker that was killed, or stopped before training, left none.
+    """
+    from expkit.engine.preemption import Preempted
+
+    reports = [_read_error_file(p) for p in Path(logs).glob("*/attempt_*/*/error.json")]
+    saved = {m.split("ckpt_path=", 1)[1].split()[0] for m, code in reports if code == EXIT_PREEMPTED and "ckpt_path=" in m}
+    if len(reports) == nprocs and all(code == EXIT_PREEMPTED for _, code in reports) and len(saved) == 1:
+        return Preempted(signal_name, saved.pop())
+    latest = latest_valid_checkpoint(checkpoints)
+    if latest is None:
+        return _stopped(signal_name, "no rank confirmed a checkpoint and there is no valid one "
+                                        "to resume from: start again")
+    return _stopped(signal_name, f"not every rank confirmed saving a checkpoint at the stop; "
+                                    f"the latest valid one is {latest}: resume with ckpt_path={latest}", latest)
+
+
+def _stopped(signal_name: str, detail: str, checkpoint: Path | None = None) -> Exception:
+    """A ``Preempted`` (exit 75, status preempted) whose message says what really is on disk."""
+    from expkit.engine.preemption import Preempted
+
+    stop = Preempted(signal_name, str(checkpoint) if checkpoint else None)
+    stop.args = (f"stopped by {signal_name}; {detail}",)
+    return stop
+
+
+def latest_valid_checkpoint(folder: Path | None) -> Path | None:
+    """The checkpoint in ``folder`` with the most training steps among those that load (checksum included)."""
+    from expkit.engine.checkpoint import CheckpointError, load
+
+    best: tuple[int, Path] | None = None
+    for path in sorted(Path(folder).glob("*.ckpt")) if folder is not None and Path(folder).is_dir() else []:
+        try:
+            step = int(load(path, mmap=True).get("loop", {}).get("global_step", 0))
+        except CheckpointError:
+            continue
+        if best is None or step > best[0]:
+            best = (step, path)
+    return best[1] if best else None
 
 
 def lost_peer(message: str) -> bool:
@@ -130,7 +186,13 @@ def lost_peer(message: str) -> bool:
                                                "Connection reset by peer", "Broken pipe", "remote worker crashing"))
 
 
-def _as_worker_failed(error: Any, logs: str) -> WorkerFailed:
+def timed_out(message: str) -> bool:
+    """Did this error come from a collective that waited ``collective_timeout_s`` for another rank?"""
+    text = message.lower()
+    return "timed out" in text or "timing out" in text
+
+
+def _as_worker_failed(error: Any, logs: str, nprocs: int = 0) -> WorkerFailed:
     """The root cause: a rank that raised, preferred over ranks that only lost a peer or were stopped.
 
     The agent lists the workers that had failed when it looked; the rank that raised first
@@ -149,6 +211,13 @@ def _as_worker_failed(error: Any, logs: str) -> WorkerFailed:
         rank, (message, code) = item
         return lost_peer(message), code < 0, rank
 
+    waited = sorted(r for r, (message, _) in candidates.items() if timed_out(message))
+    if waited and nprocs:  # the rank that stopped answering is the one nobody heard back from
+        silent = [r for r in range(nprocs) if r not in waited]
+        if silent:
+            return WorkerFailed(f"DDP rank {', '.join(map(str, silent))} stopped answering: rank {waited[0]} waited "
+                                f"{dist.collective_timeout_s():g} s for it in a collective and gave up "
+                                f"(collective_timeout_s; its error: {candidates[waited[0]][0][:200]})")
     rank, (message, code) = min(candidates.items(), key=secondary)
     return WorkerFailed(f"DDP rank {rank} failed: {message}", exit_code=code if code > 0 else EXIT_FAILED)
 
@@ -175,14 +244,18 @@ def _worker(work: Callable[[Any], dict[str, Any]], plain_cfg: dict[str, Any], hy
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from expkit import signals
+
     if hydra_cfg is not None:
         HydraConfig.instance().set_config(hydra_cfg)  # run_dir(), overrides and job name as in the parent
     configure_worker_logging(hydra_cfg)
+    signals.runner_reports(True)  # the parent reports a stop; a worker's stop is its exit status
+    dist.set_collective_timeout(plain_cfg.get("collective_timeout_s"))
     try:
         result = work(OmegaConf.create(plain_cfg))
     except Exception as e:  # noqa: BLE001 - becomes this process's exit code and the launcher's error file
         code = exit_code_for(e)
-        if lost_peer(str(e)):
+        if lost_peer(str(e)) or timed_out(str(e)):
             log.warning("rank %d stopped: %s", dist.rank(), " ".join(str(e).split())[:200])
         elif code is None:
             log.exception("rank %d failed", dist.rank())  # unexpected: show where, as a single process would

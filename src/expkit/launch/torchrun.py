@@ -51,5 +51,8 @@ class SharedRunDir(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if in_multi_process_job():
-            raise ValueError("a sweep (-m) under torchrun would run the whole sweep on every rank; start the "
-                             "sweep with plain python and trainer=ddp instead: each job launches its own workers")
+            from expkit.entry import refuse
+            from expkit.errors import ConfigError
+
+            refuse(ConfigError("a sweep (-m) under torchrun would run the whole sweep on every rank; start the sweep "
+                               "with plain python and trainer=ddp instead: each job launches its own workers"))

@@ -7,13 +7,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from expkit.errors import ConfigError
+
 
 class MLP(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int] = (128, 64),
                  dropout: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout}: must be in [0, 1)")
+            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for hidden in hidden_sizes:

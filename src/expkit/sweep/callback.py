@@ -7,6 +7,7 @@ cluster node for submitit), so everything goes through files in the sweep dir;
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
@@ -67,8 +68,20 @@ def _record_failed_session(config: DictConfig) -> None:
         log.warning("could not record the failed job in TensorBoard: %s", e)
 
 
+#: Written into the summary for jobs a sweep that ended early left unfinished.
+STOPPED = "the sweep ended before this job finished (stopped by a signal or an error)"
+
+
 class SweepSummary(Callback):
-    """Writes ``job.json`` into each job dir and rebuilds the sweep's summary files."""
+    """Writes ``job.json`` into each job dir and rebuilds the sweep's summary files.
+
+    ``fail_exit``: the sweep exits with status 1 when any job failed or crashed
+    (top-level ``sweep_fail_exit``; false keeps 0).
+    """
+
+    def __init__(self, fail_exit: bool = True) -> None:
+        self.fail_exit = fail_exit
+        self._unfinished: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -76,6 +89,19 @@ class SweepSummary(Callback):
         plan = {**planned_jobs(config), "host": socket.gethostname(), "pid": os.getpid()}  # the sweep's own process
         write_json_atomic(sweep_dir / summary.PLAN_FILE, plan)
         summary.update(sweep_dir, finished=False)
+        self._unfinished = sweep_dir
+        atexit.register(self._finish_stopped_sweep)  # a signal or an aborting error skips on_multirun_end
+
+    def _finish_stopped_sweep(self) -> None:
+        """At exit of a sweep that did not reach its end: a final summary, unfinished jobs marked."""
+        if self._unfinished is None:
+            return
+        sweep_dir, self._unfinished = self._unfinished, None
+        try:
+            summary.update(sweep_dir, finished=True, stopped=STOPPED)
+            print(f"sweep stopped early; summary: {sweep_dir / summary.SUMMARY_FILE}", file=sys.stderr, flush=True)
+        except OSError as e:
+            print(f"sweep stopped early; could not write its summary: {e}", file=sys.stderr, flush=True)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not _is_multirun(config):
@@ -94,7 +120,8 @@ class SweepSummary(Callback):
             return
         job_dir = Path(config.hydra.runtime.output_dir)
         status_path = job_dir / summary.STATUS_FILE
-        if job_return.status == JobStatus.FAILED and not status_path.exists():
+        reported = (summary.read_json(status_path) or {}).get("status") not in (None, "running")
+        if job_return.status == JobStatus.FAILED and not reported:
             # The task raised past the runner (it records its own failures): record it here.
             error = " ".join(str(job_return._return_value).split()) or type(job_return._return_value).__name__
             write_json_atomic(status_path, {"status": "failed", "error": error,
@@ -105,7 +132,13 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        self._unfinished = None
         rows = summary.update(sweep_dir, finished=True)
         # stdout, not the log: with the basic launcher the log file handler still points
         # into the last job's directory.
         print(summary.report(rows, sweep_dir), file=sys.stdout, flush=True)
+        failed = summary.failed_jobs(rows)
+        if failed and self.fail_exit:
+            print(f"error: {len(failed)} of {len(rows)} sweep jobs failed or crashed (see {sweep_dir / summary.SUMMARY_FILE}; "
+                  "sweep_fail_exit=false exits 0 anyway)", file=sys.stderr, flush=True)
+            sys.exit(1)  # raising here would only make Hydra warn

@@ -32,7 +32,9 @@ LOCK_FILE = ".summary.lock"
 #: Override keys that repeat a config rather than change it.
 SEED_KEYS = ("seed", "+seed", "++seed")
 #: Error shown for a job that started but left no status.json when the sweep ended.
-NO_STATUS = "no status.json: the job's process ended without reporting (killed, out of memory or timed out)"
+NO_STATUS = "no final status.json: the job's process ended without reporting (killed, out of memory or timed out)"
+#: Statuses of jobs that did not succeed: a sweep with any of them exits 1 (``sweep_fail_exit``).
+FAILED_STATUSES = ("failed", "crashed")
 
 
 @dataclass
@@ -40,7 +42,7 @@ class JobRow:
     """One job of the sweep, as its directory tells it."""
 
     job: str
-    status: str  # ok | failed | running | crashed | pending
+    status: str  # ok | failed | running | crashed | pending | preempted | interrupted | stopped | cancelled
     overrides: list[str]
     error: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -98,8 +100,9 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
     return found
 
 
-def read_job(directory: Path, sweep_dir: Path, finished: bool) -> JobRow:
-    """``finished``: the sweep is over, so a job without ``status.json`` crashed."""
+def read_job(directory: Path, sweep_dir: Path, finished: bool, stopped: str | None = None) -> JobRow:
+    """``finished``: the sweep is over, so a job without ``status.json`` crashed; ``stopped``:
+    why the sweep ended early (then an unfinished job was stopped with it)."""
     info = read_json(directory / JOB_FILE) or {}
     status = read_json(directory / STATUS_FILE)
     metrics = dict(read_json(directory / METRICS_FILE) or {})
@@ -107,10 +110,12 @@ def read_job(directory: Path, sweep_dir: Path, finished: bool) -> JobRow:
     number = info.get("num", directory.relative_to(sweep_dir).as_posix())
     row = JobRow(job=str(number), status="", overrides=[str(o) for o in overrides],
                  best_epoch=metrics.pop("best_epoch", None), metrics=metrics, run_dir=str(directory.resolve()))
-    if status is None:
+    if status is None or status.get("status") == "running":  # a run writes "running" when it starts
         row.status, row.error = ("crashed", NO_STATUS) if finished else ("running", "")
     else:
         row.status, row.error = str(status.get("status", "unknown")), str(status.get("error") or "")
+    if stopped is not None and row.status in ("running", "crashed"):
+        row.status, row.error = "stopped", stopped
     return row
 
 
@@ -118,15 +123,17 @@ def _job_sort_key(row: JobRow) -> tuple[int, int | str]:
     return (0, int(row.job)) if row.job.isdigit() else (1, row.job)
 
 
-def collect(sweep_dir: Path, finished: bool) -> list[JobRow]:
-    """Every job of the sweep: started ones from their directories, the rest as pending."""
-    rows = [read_job(d, sweep_dir, finished) for d in find_job_dirs(sweep_dir)]
+def collect(sweep_dir: Path, finished: bool, stopped: str | None = None) -> list[JobRow]:
+    """Every job of the sweep: started ones from their directories, the rest as pending
+    (``cancelled`` when the sweep was ``stopped``: they will not run)."""
+    rows = [read_job(d, sweep_dir, finished, stopped) for d in find_job_dirs(sweep_dir)]
     seen = {row.job for row in rows}
     plan = read_json(sweep_dir / PLAN_FILE) or {}
     planned: list[list[str] | None] = list(plan.get("jobs") or [None] * int(plan.get("count") or 0))
     for number, overrides in enumerate(planned):
         if str(number) not in seen:
-            rows.append(JobRow(job=str(number), status="pending", overrides=list(overrides or [])))
+            rows.append(JobRow(job=str(number), status="pending" if stopped is None else "cancelled",
+                               error="" if stopped is None else stopped, overrides=list(overrides or [])))
     return sorted(rows, key=_job_sort_key)
 
 
@@ -178,7 +185,7 @@ def by_config(rows: Sequence[JobRow]) -> list[ConfigStats]:
     some config ran with more than one seed (pending jobs are left out)."""
     groups: dict[str, list[JobRow]] = {}
     for row in rows:
-        if row.status != "pending":
+        if row.status not in ("pending", "cancelled"):
             groups.setdefault(config_of(row), []).append(row)
     if not any(len({seed_of(r) for r in group}) > 1 for group in groups.values()):
         return []
@@ -192,7 +199,8 @@ def by_config(rows: Sequence[JobRow]) -> list[ConfigStats]:
             values = [v for v in values if math.isfinite(v)]
             if values:
                 mean[name] = statistics.fmean(values)
-                std[name] = statistics.stdev(values) if len(values) > 1 else math.nan
+                if len(values) > 1:  # one value has no spread: shown alone, not as "± nan"
+                    std[name] = statistics.stdev(values)
         seeds = [seed for seed in map(seed_of, group) if seed is not None]
         stats.append(ConfigStats(config, len(group), len(ok), seeds, mean, std))
     return stats
@@ -205,11 +213,11 @@ def by_config_csv(stats: Sequence[ConfigStats], names: Sequence[str]) -> str:
     return _csv(header, records)
 
 
-def update(sweep_dir: Path, finished: bool) -> list[JobRow]:
+def update(sweep_dir: Path, finished: bool, stopped: str | None = None) -> list[JobRow]:
     """Rewrite ``summary.csv`` (and ``summary_by_config.csv`` when seeds repeat)."""
     sweep_dir = Path(sweep_dir)
     with sweep_lock(sweep_dir):
-        rows = collect(sweep_dir, finished)
+        rows = collect(sweep_dir, finished, stopped)
         write_text_atomic(sweep_dir / SUMMARY_FILE, summary_csv(rows))
         stats = by_config(rows)
         if stats:
@@ -266,13 +274,25 @@ def format_by_config(stats: Sequence[ConfigStats], rows: Sequence[JobRow]) -> st
         m = dict(_split_override(o) for o in s.config.split(" ") if o)
         label = [m.get(k, "") for k in keys] if keys else [s.config]
         records.append([*label, f"{s.ok}/{s.jobs}",
-                        *(f"{_number(s.mean[n])} ± {_number(s.std[n])}" if n in s.mean else "" for n in names)])
+                        *(_mean_std(s, n) for n in names)])
     return _table(header, records)
+
+
+def _mean_std(stats: ConfigStats, name: str) -> str:
+    if name not in stats.mean:
+        return ""
+    if name not in stats.std:  # a single value
+        return _number(stats.mean[name])
+    return f"{_number(stats.mean[name])} ± {_number(stats.std[name])}"
+
+
+def failed_jobs(rows: Sequence[JobRow]) -> list[JobRow]:
+    return [r for r in rows if r.status in FAILED_STATUSES]
 
 
 def report(rows: Sequence[JobRow], sweep_dir: Path) -> str:
     """The end-of-sweep text: one table per job, and per config when seeds repeat."""
-    order = ["ok", "failed", "crashed", "running", "pending"]
+    order = ["ok", "failed", "crashed", "preempted", "interrupted", "stopped", "running", "pending", "cancelled"]
     statuses = sorted({r.status for r in rows}, key=lambda s: (order.index(s) if s in order else len(order), s))
     counts = {s: sum(r.status == s for r in rows) for s in statuses}
     text = [f"Sweep summary ({', '.join(f'{n} {s}' for s, n in counts.items())}): {Path(sweep_dir) / SUMMARY_FILE}",
