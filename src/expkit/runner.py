@@ -106,7 +106,7 @@ def _record(directory: Path, status: str, error: str | None = None,
         write_json_atomic(directory / "metrics.json", metrics)
 
 
-def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> float | None:
+def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> float | list[float] | None:
     """Run ``work(cfg)`` as one job; returns ``cfg.optimized_metric`` for sweepers."""
     from expkit.engine import distributed as dist
     from expkit.engine.preemption import Preempted
@@ -146,9 +146,8 @@ def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> floa
             raise  # not a known failure: a bug, keep the traceback
         log.error("error: %s", message)
         sys.exit(code)
+    from expkit.sweep.objective import objective_value, was_pruned
+
     if rank_zero:
-        _record(directory, "ok", metrics=metrics)
-    value = metrics.get(cfg.get("optimized_metric", "val/acc"))
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return worst_value(cfg)
-    return value
+        _record(directory, "pruned" if was_pruned(metrics) else "ok", metrics=metrics)
+    return objective_value(metrics, cfg.get("optimized_metric", "val/acc"), worst_value(cfg))

@@ -40,7 +40,7 @@ class JobRow:
     """One job of the sweep, as its directory tells it."""
 
     job: str
-    status: str  # ok | failed | running | crashed | pending
+    status: str  # ok | pruned | failed | running | crashed | pending
     overrides: list[str]
     error: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -272,7 +272,7 @@ def format_by_config(stats: Sequence[ConfigStats], rows: Sequence[JobRow]) -> st
 
 def report(rows: Sequence[JobRow], sweep_dir: Path) -> str:
     """The end-of-sweep text: one table per job, and per config when seeds repeat."""
-    order = ["ok", "failed", "crashed", "running", "pending"]
+    order = ["ok", "pruned", "failed", "crashed", "running", "pending"]
     statuses = sorted({r.status for r in rows}, key=lambda s: (order.index(s) if s in order else len(order), s))
     counts = {s: sum(r.status == s for r in rows) for s in statuses}
     text = [f"Sweep summary ({', '.join(f'{n} {s}' for s, n in counts.items())}): {Path(sweep_dir) / SUMMARY_FILE}",
