@@ -66,17 +66,26 @@ class OptunaPruning(Callback):
         if trial is None:
             return
         epoch = int(trainer.epoch)
-        trainer.callback_metrics[EPOCHS_METRIC] = float(epoch + 1)
-        trainer.callback_metrics.setdefault(PRUNED_METRIC, 0.0)
         value = trainer.callback_metrics.get(self.monitor)
-        if value is None or not math.isfinite(float(value)):
-            return  # nothing to compare; a NaN loss stops the run by itself and the trial fails
-        trial.report(float(value), step=epoch)
-        trainer.callback_metrics[LAST_VALUE_METRIC] = float(value)
-        if trial.should_prune():
-            from expkit.sweep.study import PRUNED_ATTR
+        row = {EPOCHS_METRIC: float(epoch + 1), PRUNED_METRIC: 0.0}
+        if value is not None and math.isfinite(float(value)):  # a NaN loss stops the run by itself
+            trial.report(float(value), step=epoch)
+            row[LAST_VALUE_METRIC] = float(value)
+            if trial.should_prune():
+                from expkit.sweep.study import PRUNED_ATTR
 
-            trial.set_user_attr(PRUNED_ATTR, epoch)
-            trainer.callback_metrics[PRUNED_METRIC] = 1.0
-            trainer.should_stop = True
-            log.info("trial %d pruned after epoch %d (%s=%.4f): stopping", trial.number, epoch, self.monitor, value)
+                trial.set_user_attr(PRUNED_ATTR, epoch)
+                row[PRUNED_METRIC] = 1.0
+                trainer.should_stop = True
+                log.info("trial %d pruned after epoch %d (%s=%.4f): stopping", trial.number, epoch, self.monitor,
+                         value)
+        _log(trainer, row)
+
+
+def _log(trainer: Any, row: dict[str, float]) -> None:
+    """Into the run's metrics (metrics.json, summary.csv) and its TensorBoard scalars, whose
+    last values TensorBoard's HParams tab shows next to the trial's parameters."""
+    if hasattr(trainer, "log_metrics"):
+        trainer.log_metrics(row)
+    else:
+        trainer.callback_metrics.update(row)

@@ -60,7 +60,7 @@ class GPSamplerConf:
 class MedianPrunerConf:
     _target_: str = "optuna.pruners.MedianPruner"
     n_startup_trials: int = 5  # trials that are never pruned, to have a median at all
-    n_warmup_steps: int = 0    # epochs (validations) before a trial may be pruned
+    n_warmup_steps: int = 2    # validations (epochs) before a trial may be pruned (Optuna's default: 0)
     interval_steps: int = 1
     n_min_trials: int = 1
 
@@ -70,7 +70,7 @@ class PercentilePrunerConf:
     _target_: str = "optuna.pruners.PercentilePruner"
     percentile: float = 25.0
     n_startup_trials: int = 5
-    n_warmup_steps: int = 0
+    n_warmup_steps: int = 2
     interval_steps: int = 1
     n_min_trials: int = 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
@@ -57,6 +57,7 @@ class ExpkitOptunaSweeper(Sweeper):
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
         self.direction, self.study_name, self.storage = direction, study_name or "expkit", storage
         self.n_trials, self.n_jobs, self.params = n_trials, n_jobs, params
+        self.exhausted = False  # the grid sampler ran every point
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -114,15 +115,26 @@ class ExpkitOptunaSweeper(Sweeper):
             value = outcome.return_value
             value = [float(v) for v in value] if isinstance(value, (list, tuple)) else value
         if PRUNED_ATTR in study._storage.get_trial(trial._trial_id).user_attrs:
-            study.tell(trial, state=TrialState.PRUNED)
-            return "pruned"
+            return self._told(study, trial, "pruned", state=TrialState.PRUNED)
         if value is None or not is_finite(value):
             if value is not None:
                 log.warning("trial %d returned %s: recorded as failed", trial.number, value)
-            study.tell(trial, state=TrialState.FAIL)
-            return "failed"
-        study.tell(trial, values=value if isinstance(value, list) else [float(value)])
-        return "ok"
+            return self._told(study, trial, "failed", state=TrialState.FAIL)
+        return self._told(study, trial, "ok", values=value if isinstance(value, list) else [float(value)])
+
+    def _told(self, study: Any, trial: Any, outcome: str, **how: Any) -> str:
+        """``study.tell``; the grid sampler asks to stop the study once every point ran (Optuna
+        stores the trial first): the search ends there."""
+        try:
+            study.tell(trial, **how)
+        except RuntimeError as e:
+            if "Study.stop" not in str(e):
+                raise
+            if not self.exhausted:
+                log.info("every point of the grid has run: the search ends")
+            self.exhausted = True
+        self._write_results(study, quiet=True)  # after every trial: a killed search keeps its results
+        return outcome
 
     # ---- the search ----------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
@@ -136,6 +148,8 @@ class ExpkitOptunaSweeper(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         url = studies.storage_url(self.storage, self.sweep_dir)
         study = self._open_study(space, url, directions)
+        self.url, self.directions = url, directions
+        self._write_results(study, quiet=True)
         studies.recover_killed(study)
         target = studies.plan_target(study, self.n_trials)
         _write_plan_count(self.sweep_dir, target)
@@ -146,12 +160,12 @@ class ExpkitOptunaSweeper(Sweeper):
             self._run_in_turn(study, space, url, target)
         else:
             self._run_parallel(study, space, url, target, parallel)
-        self._write_results(study, url, directions)
+        self._write_results(study)
 
     def _remaining(self, study: Any, target: int, running: int) -> int:
         from expkit.sweep.study import finished_count
 
-        return target - finished_count(study) - running
+        return 0 if self.exhausted else target - finished_count(study) - running
 
     def _run_in_turn(self, study: Any, space: Any, url: str, target: int) -> None:
         """One trial after another, in this thread (the basic launcher runs jobs in-process)."""
@@ -180,14 +194,17 @@ class ExpkitOptunaSweeper(Sweeper):
                     error = future.exception()
                     self._tell(study, trial, error if error is not None else future.result())
 
-    def _write_results(self, study: Any, url: str, directions: Sequence[str]) -> None:
+    def _write_results(self, study: Any, quiet: bool = False) -> None:
+        import yaml
+
         from expkit.files import write_text_atomic
         from expkit.sweep.study import results
 
-        import yaml
-
-        out = results(study, url, directions)
+        url = self.url
+        out = results(study, url, self.directions)
         write_text_atomic(self.sweep_dir / RESULTS_FILE, yaml.safe_dump(out, sort_keys=False))
+        if quiet:
+            return
         best = out.get("best_value", out.get("best_trials"))
         log.info("best: %s %s (%s); open it with optuna.load_study(study_name=%r, storage=%r)",
                  out.get("best_params"), best, self.sweep_dir / RESULTS_FILE, study.study_name, url)
