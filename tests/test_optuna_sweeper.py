@@ -106,7 +106,7 @@ def test_pruning_search_in_joblib_workers(tmp_path):
 
 def test_pruning_search_through_submitit_local(tmp_path):
     sweep(tmp_path, *PRUNING, "launcher=submitit_local", "hydra.launcher.timeout_min=3",
-          "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", timeout=240)
+          "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1", timeout=240)
 
     rows = assert_search(tmp_path, 3)
     assert "pruned" in [r["status"] for r in rows]
