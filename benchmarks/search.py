@@ -51,8 +51,8 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--startup", type=int, default=4, help="median pruner: trials never pruned")
-    parser.add_argument("--warmup", type=int, default=3, help="median pruner: epochs before pruning may start")
+    parser.add_argument("--startup", type=int, default=2, help="median pruner: trials never pruned")
+    parser.add_argument("--warmup", type=int, default=2, help="median pruner: validations (epochs) before pruning may start")
     args = parser.parse_args()
     runs = {"without pruning": ["hydra/sweeper/pruner=none"],
             "median pruning": ["hydra/sweeper/pruner=median", f"hydra.sweeper.pruner.n_startup_trials={args.startup}",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, read_json, read_scalars
+from conftest import ROOT, read_json, read_scalars, train
 from test_sweeps import hparams_view, overrides_of, read_csv, sweep
 
 pytestmark = pytest.mark.slow
@@ -160,3 +160,12 @@ def test_a_killed_search_resumes_where_it_stopped(tmp_path):
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "crashed"), ("2", "ok"), ("3", "ok")]
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert results["trials"] == {"complete": 3, "pruned": 0, "fail": 1, "running": 0}
+
+
+def test_a_bad_search_space_is_one_line_and_exit_status_2(tmp_path):
+    proc = train("-m", "hparams_search=digits_optuna", "optimizer.lr=tag(log, interval(0, 1))",
+                 f"hydra.sweep.dir={tmp_path}", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: hydra.sweeper.params.optimizer.lr=tag(log, interval(0, 1)): needs low < high and low > 0 on a log scale")
+    assert not list(tmp_path.glob("[0-9]*"))  # no trial ran

@@ -9,6 +9,7 @@ the same storage (``expkit.sweep.pruning``), where the pruner decides whether it
 from __future__ import annotations
 
 import logging
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,15 @@ class ExpkitOptunaSweeper(Sweeper):
 
     # ---- the search ----------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
+        from expkit.errors import InputError
+
+        try:
+            self._sweep(arguments)
+        except InputError as e:  # bad input: one line, exit status 2, as for a single run
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> None:
         from expkit.sweep import search_space, study as studies
 
         space = search_space.parse(OmegaConf.to_container(self.params, resolve=False) if self.params else None,
