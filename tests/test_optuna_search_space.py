@@ -92,3 +92,23 @@ def test_every_sampler_is_seeded(name):
     first = _trials(name, 7, space)
     assert _trials(name, 7, space) == first  # same seed, same trials
     assert _trials(name, 8, space) != first  # another seed, others
+
+
+@pytest.mark.parametrize("sampler, pruner, pruner_class", [
+    ("tpe", "median", "MedianPruner"), ("random", "percentile", "PercentilePruner"),
+    ("grid", "successive_halving", "SuccessiveHalvingPruner"), ("cmaes", "hyperband", "HyperbandPruner"),
+    ("gp", "none", "NopPruner")])
+def test_every_sampler_and_pruner_option_composes_with_the_search_config(sampler, pruner, pruner_class, root):
+    from hydra import compose, initialize_config_dir
+
+    import expkit.runner  # noqa: F401 - registers the config schemas, as train.py does
+
+    with initialize_config_dir(str(root / "conf"), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True, overrides=[
+            "hparams_search=digits_optuna", f"hydra/sweeper/sampler={sampler}", f"hydra/sweeper/pruner={pruner}",
+            "hydra.sweeper.sampler.seed=5"])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("ExpkitOptunaSweeper") and sweeper.study_name == "digits_optuna"
+    assert sweeper.sampler.seed == 5
+    assert type(instantiate(sweeper.pruner)).__name__ == pruner_class
+    assert cfg.callbacks.optuna_pruning.monitor == "val/acc"  # the trial's side of pruning comes with it

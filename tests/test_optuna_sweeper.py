@@ -5,18 +5,16 @@ launchers; pruning, a NaN trial, a killed and resumed search, and the study read
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import ROOT, read_json, read_scalars, train
-from test_sweeps import hparams_view, overrides_of, read_csv, sweep
+from conftest import read_json, read_scalars, train
+from test_sweeps import hparams_view, kill_during_job_1, overrides_of, read_csv, sweep
 
 pytestmark = pytest.mark.slow
 
@@ -131,24 +129,14 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
 def test_a_killed_search_resumes_where_it_stopped(tmp_path):
     """SIGKILL the whole sweep during trial 1; the same command again finishes the search: trial 1
     is recorded as failed (killed) and its parameters run again as trial 2, then trial 3."""
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=digits_optuna", "hydra/sweeper/sampler=grid",
-               "hydra/sweeper/pruner=none", "trainer.max_epochs=8", "~callbacks.early_stopping",
-               "trainer.num_sanity_val_steps=0", "optimizer.lr=choice(0.003,0.001)", "model=choice(mlp,linear)",
-               "data.batch_size=64", "hydra.sweeper.n_trials=3", "print_config=false", f"hydra.sweep.dir={tmp_path}"]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        started = tmp_path / "1" / "config.yaml"
-        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the search ended before trial 1 could be killed"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    overrides = ["-m", "hparams_search=digits_optuna", "hydra/sweeper/sampler=grid", "hydra/sweeper/pruner=none",
+                 "trainer.max_epochs=8", "~callbacks.early_stopping", "trainer.num_sanity_val_steps=0",
+                 "optimizer.lr=choice(0.003,0.001)", "model=choice(mlp,linear)", "data.batch_size=64",
+                 "hydra.sweeper.n_trials=3", "print_config=false", f"hydra.sweep.dir={tmp_path}"]
+    kill_during_job_1(overrides, tmp_path)
     assert [t["state"] for t in load_study(tmp_path)] == ["COMPLETE", "RUNNING"]
 
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=240)  # the same command again
+    train(*overrides)  # the same command again
 
     trials = load_study(tmp_path)
     assert [(t["number"], t["state"]) for t in trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE"),

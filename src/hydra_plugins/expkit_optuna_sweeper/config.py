@@ -66,13 +66,11 @@ class MedianPrunerConf:
 
 
 @dataclass
-class PercentilePrunerConf:
+class PercentilePrunerConf(MedianPrunerConf):
+    """The median pruner's settings and the percentile (of the trials' values) to stay above."""
+
     _target_: str = "optuna.pruners.PercentilePruner"
     percentile: float = 25.0
-    n_startup_trials: int = 5
-    n_warmup_steps: int = 2
-    interval_steps: int = 1
-    n_min_trials: int = 1
 
 
 @dataclass
