@@ -215,9 +215,12 @@ class ExpkitOptunaSweeper(Sweeper):
         write_text_atomic(self.sweep_dir / RESULTS_FILE, yaml.safe_dump(out, sort_keys=False))
         if quiet:
             return
-        best = out.get("best_value", out.get("best_trials"))
-        log.info("best: %s %s (%s); open it with optuna.load_study(study_name=%r, storage=%r)",
-                 out.get("best_params"), best, self.sweep_dir / RESULTS_FILE, study.study_name, url)
+        if "best_trials" in out:
+            best = f"Pareto front: trials {[t['number'] for t in out['best_trials']]}"
+        else:
+            best = f"best {out['best_params']} = {out['best_value']}"
+        log.info("%s (%s); open the study with optuna.load_study(study_name=%r, storage=%r)",
+                 best, self.sweep_dir / RESULTS_FILE, study.study_name, url)
 
 
 def _optuna_version() -> str:
