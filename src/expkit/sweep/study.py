@@ -47,6 +47,15 @@ def open_storage(url: str) -> Any:
     return url
 
 
+def load_hint(study_name: str, url: str) -> str:
+    """The Python line that opens the study from another process."""
+    if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
+        storage = f"optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend({url!r}))"
+    else:
+        storage = repr(url)
+    return f"optuna.load_study(study_name={study_name!r}, storage={storage})"
+
+
 def directions(direction: Any, optimized_mode: Any, n_objectives: int) -> list[str]:
     """``hydra.sweeper.direction`` (null: follow ``optimized_mode``), one per objective."""
     modes = {"max": "maximize", "min": "minimize"}

@@ -208,7 +208,7 @@ class ExpkitOptunaSweeper(Sweeper):
         import yaml
 
         from expkit.files import write_text_atomic
-        from expkit.sweep.study import results
+        from expkit.sweep.study import load_hint, results
 
         url = self.url
         out = results(study, url, self.directions)
@@ -219,8 +219,8 @@ class ExpkitOptunaSweeper(Sweeper):
             best = f"Pareto front: trials {[t['number'] for t in out['best_trials']]}"
         else:
             best = f"best {out['best_params']} = {out['best_value']}"
-        log.info("%s (%s); open the study with optuna.load_study(study_name=%r, storage=%r)",
-                 best, self.sweep_dir / RESULTS_FILE, study.study_name, url)
+        log.info("%s (%s); open the study with %s", best, self.sweep_dir / RESULTS_FILE,
+                 load_hint(study.study_name, url))
 
 
 def _optuna_version() -> str:
