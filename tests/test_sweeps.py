@@ -37,6 +37,22 @@ def overrides_of(text: str) -> dict[str, str]:
     return dict(o.split("=", 1) for o in text.split())
 
 
+def kill_during_job_1(overrides: list[str], sweep_dir: Path) -> None:
+    """Start ``python train.py <overrides>`` and SIGKILL it (the whole sweep) once job 1 has started."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        started = sweep_dir / "1" / "config.yaml"  # saved by the task, after the callback's job start
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the sweep ended before job 1 could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((d for d in sweep_dir.iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
 
@@ -131,20 +147,8 @@ def test_killed_sweep_still_has_a_summary(tmp_path, capsys):
     """SIGKILL the sweep during job 1: job 0 ok, job 1 started but never reported, job 2 never started."""
     from expkit.sweep.__main__ import main as summarize
 
-    overrides = ["-m", "trainer.max_epochs=1,500,1", "~callbacks.early_stopping", "trainer.num_sanity_val_steps=0",
-                 f"hydra.sweep.dir={tmp_path}"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        started = tmp_path / "1" / "config.yaml"  # saved by the task, after the callback's job start
-        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "the sweep ended before job 1 could be killed"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_during_job_1(["-m", "trainer.max_epochs=1,500,1", "~callbacks.early_stopping",
+                       "trainer.num_sanity_val_steps=0", f"hydra.sweep.dir={tmp_path}"], tmp_path)
 
     rows = read_csv(tmp_path / "summary.csv")  # as the last job start left it
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "running"), ("2", "pending")]

@@ -159,7 +159,7 @@ def _stopped(cfg: DictConfig, directory: Path, name: str, rank_zero: bool) -> No
     sys.exit(EXIT_PREEMPTED)
 
 
-def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> float | None:
+def run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]]) -> float | list[float] | None:
     """Run ``work(cfg)`` as one job; returns ``cfg.optimized_metric`` for sweepers."""
     from expkit.engine import distributed as dist
 
@@ -235,9 +235,8 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig], dict[str, float]], direct
             return worst_value(cfg)  # the sweep goes on; the summary lists this job as failed
         log.error("error: %s", message)
         sys.exit(code)
+    from expkit.sweep.objective import objective_value, was_pruned
+
     if rank_zero:
-        _record(directory, "ok", metrics=metrics)
-    value = metrics.get(cfg.get("optimized_metric", "val/acc"))
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return worst_value(cfg)
-    return value
+        _record(directory, "pruned" if was_pruned(metrics) else "ok", metrics=metrics)
+    return objective_value(metrics, cfg.get("optimized_metric", "val/acc"), worst_value(cfg))

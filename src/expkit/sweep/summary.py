@@ -42,7 +42,7 @@ class JobRow:
     """One job of the sweep, as its directory tells it."""
 
     job: str
-    status: str  # ok | failed | running | crashed | pending | preempted | interrupted | stopped | cancelled
+    status: str  # ok | pruned | failed | running | crashed | pending | preempted | interrupted | stopped | cancelled
     overrides: list[str]
     error: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -292,7 +292,8 @@ def failed_jobs(rows: Sequence[JobRow]) -> list[JobRow]:
 
 def report(rows: Sequence[JobRow], sweep_dir: Path) -> str:
     """The end-of-sweep text: one table per job, and per config when seeds repeat."""
-    order = ["ok", "failed", "crashed", "preempted", "interrupted", "stopped", "running", "pending", "cancelled"]
+    order = ["ok", "pruned", "failed", "crashed", "preempted", "interrupted", "stopped", "running", "pending",
+             "cancelled"]
     statuses = sorted({r.status for r in rows}, key=lambda s: (order.index(s) if s in order else len(order), s))
     counts = {s: sum(r.status == s for r in rows) for s in statuses}
     text = [f"Sweep summary ({', '.join(f'{n} {s}' for s, n in counts.items())}): {Path(sweep_dir) / SUMMARY_FILE}",
