@@ -101,7 +101,9 @@ def test_every_sampler_is_seeded(name):
 def test_every_sampler_and_pruner_option_composes_with_the_search_config(sampler, pruner, pruner_class, root):
     from hydra import compose, initialize_config_dir
 
-    import expkit.runner  # noqa: F401 - registers the config schemas, as train.py does
+    from expkit.config.schema import register
+
+    register()  # the config schemas, as train.py's prepare() does
 
     with initialize_config_dir(str(root / "conf"), version_base="1.3"):
         cfg = compose("train", return_hydra_config=True, overrides=[

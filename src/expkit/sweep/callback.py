@@ -99,7 +99,8 @@ class SweepSummary(Callback):
         sweep_dir, self._unfinished = self._unfinished, None
         try:
             summary.update(sweep_dir, finished=True, stopped=STOPPED)
-            print(f"sweep stopped early; summary: {sweep_dir / summary.SUMMARY_FILE}", file=sys.stderr, flush=True)
+            if any(sweep_dir.glob(f"*/{summary.JOB_FILE}")):  # no job started (a bad option): its line stays the last
+                print(f"sweep stopped early; summary: {sweep_dir / summary.SUMMARY_FILE}", file=sys.stderr, flush=True)
         except OSError as e:
             print(f"sweep stopped early; could not write its summary: {e}", file=sys.stderr, flush=True)
 
