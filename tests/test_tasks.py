@@ -168,7 +168,7 @@ def test_language_model_trains_from_the_cli_and_eval_reproduces_test_ppl(tmp_pat
     from conftest import run_script
 
     run = tmp_path / "run"
-    train("experiment=char_lm", f"data.path={text_file(tmp_path)}", "data.block_size=32", "model=gru",
+    train("task=language_model", "data=text", f"data.path={text_file(tmp_path)}", "data.block_size=32", "model=gru",
           "model.hidden_size=64", "model.num_layers=1", *FAST, f"hydra.run.dir={run}")
     metrics = read_json(run / "metrics.json")
     assert {"val/ppl", "test/ppl", "test/acc", "train/ppl"} <= set(metrics)
