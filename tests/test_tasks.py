@@ -140,6 +140,17 @@ def test_models_take_their_sizes_from_the_data_by_name():
     assert size_arguments(resnet, {"input_shape": [1], "num_targets": 1, "num_outputs": 1}) == {"num_classes": 1}
 
 
+def test_a_model_for_other_data_is_one_line_naming_what_the_data_offers():
+    from expkit.config.sizes import build_model
+    from expkit.data import DigitsDataModule
+
+    node = OmegaConf.create({"_target_": "expkit.models.TransformerLM"})
+    with pytest.raises(ConfigError, match=r"^model\._target_=expkit\.models\.TransformerLM: needs vocab_size, "
+                                          r"block_size, which DigitsDataModule does not provide \(its sizes: "
+                                          r"input_shape, num_classes, num_outputs\)"):
+        build_model(node, DigitsDataModule())
+
+
 def test_a_resume_with_other_data_sizes_is_refused():
     stored = {"model": {"_target_": "m"}, SIZES_KEY: {"vocab_size": 65}}
     check_resume_config(stored, {"model": {"_target_": "m"}}, "last.ckpt")  # sizes not known yet: later
@@ -151,7 +162,7 @@ def test_a_resume_with_other_data_sizes_is_refused():
 def test_diabetes_experiment_metrics_checkpoint_and_scatter(tmp_path: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train("experiment=diabetes_mlp", "trainer.max_epochs=40", f"hydra.run.dir={tmp_path}")
+    train("experiment=diabetes_mlp", f"hydra.run.dir={tmp_path}")
     metrics = read_json(tmp_path / "metrics.json")
     assert {"val/loss", "val/mae", "test/loss", "test/mae", "best_epoch"} <= set(metrics)
     assert metrics["test/loss"] < 0.75  # the mean predictor scores about 1.0 (standardized target)

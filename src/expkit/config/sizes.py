@@ -16,15 +16,19 @@ from typing import Any, Mapping
 from omegaconf import DictConfig
 
 
-def size_arguments(node: DictConfig, sizes: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments ``node`` (a model config with ``_target_``) takes from ``sizes``."""
+def _parameters(node: DictConfig) -> Mapping[str, inspect.Parameter]:
+    """The constructor parameters of ``node``'s ``_target_`` (none known for a builtin without a signature)."""
     from hydra._internal.utils import _locate
 
-    target = _locate(str(node._target_))
     try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):  # a builtin without a signature: nothing can be matched
+        return inspect.signature(_locate(str(node._target_))).parameters
+    except (TypeError, ValueError):
         return {}
+
+
+def size_arguments(node: DictConfig, sizes: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``node`` (a model config with ``_target_``) takes from ``sizes``."""
+    params = _parameters(node)
     picked = {name: value for name, value in sizes.items() if name in params}
     open_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if open_kwargs and "num_classes" not in params and "num_outputs" in sizes and "num_outputs" not in params:
@@ -36,5 +40,15 @@ def build_model(node: DictConfig, datamodule: Any) -> tuple[Any, dict[str, Any]]
     """``(model, sizes)``: the model built from ``node`` with the sizes it takes from ``datamodule``."""
     from hydra.utils import instantiate
 
+    from expkit.errors import ConfigError
+
     sizes = datamodule.sizes()
-    return instantiate(node, **size_arguments(node, sizes)), sizes
+    given = size_arguments(node, sizes)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [p.name for p in _parameters(node).values()
+               if p.kind in named and p.default is p.empty and p.name not in node and p.name not in given]
+    if missing:  # a model for other data (model=transformer on images): say what the data offers
+        raise ConfigError(f"model._target_={node._target_}: needs {', '.join(missing)}, which "
+                          f"{type(datamodule).__name__} does not provide (its sizes: {', '.join(sizes)}); "
+                          "pick a model for this data or set them in the model's config")
+    return instantiate(node, **given), sizes

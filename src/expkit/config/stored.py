@@ -59,8 +59,8 @@ def check_resume_config(stored: dict[str, Any] | None, current: dict[str, Any], 
     if stored is None:
         return
     for key in keys:
-        if key == SIZES_KEY and SIZES_KEY not in current:
-            continue
+        if key == SIZES_KEY and (SIZES_KEY not in current or SIZES_KEY not in stored):
+            continue  # not known yet (checked again once the data is built), or a checkpoint from before sizes
         found = first_difference(select(stored, key), select(current, key), key)
         if found is not None:
             name, before, now = found
