@@ -24,18 +24,22 @@ from hydra.core.config_store import ConfigStore
 from expkit.callbacks.options import (EarlyStoppingOptions, LearningRateMonitorOptions, ModelCheckpointOptions,
                                       ProfilerOptions, ProgressBarOptions, TensorBoardImagesOptions)
 from expkit.config.torch_options import AdamOptions, CosineOptions, SGDOptions, StepLROptions
-from expkit.data.options import DigitsOptions, MNISTOptions, SyntheticOptions
+from expkit.data.options import DiabetesOptions, DigitsOptions, MNISTOptions, SyntheticOptions, TextOptions
 from expkit.engine.options import TrainerOptions
 from expkit.loggers.options import TensorBoardLoggerOptions
-from expkit.tasks.options import TaskOptions
+from expkit.tasks.options import LanguageModelOptions, RegressionOptions, TaskOptions
 
 #: Config name -> (the ``_target_`` it builds, its options, whether it is a ``_partial_``).
 COMPONENTS: dict[str, tuple[str, type, bool]] = {
     "schema_trainer": ("expkit.engine.Trainer", TrainerOptions, False),
     "schema_task": ("expkit.tasks.ClassificationTask", TaskOptions, False),
+    "schema_task_regression": ("expkit.tasks.RegressionTask", RegressionOptions, False),
+    "schema_task_language_model": ("expkit.tasks.LanguageModelTask", LanguageModelOptions, False),
     "schema_data_digits": ("expkit.data.DigitsDataModule", DigitsOptions, False),
     "schema_data_mnist": ("expkit.data.MNISTDataModule", MNISTOptions, False),
     "schema_data_synthetic": ("expkit.data.SyntheticDataModule", SyntheticOptions, False),
+    "schema_data_diabetes": ("expkit.data.DiabetesDataModule", DiabetesOptions, False),
+    "schema_data_text": ("expkit.data.TextDataModule", TextOptions, False),
     "schema_optimizer_adam": ("torch.optim.Adam", AdamOptions, True),
     "schema_optimizer_sgd": ("torch.optim.SGD", SGDOptions, True),
     "schema_scheduler_cosine": ("torch.optim.lr_scheduler.CosineAnnealingLR", CosineOptions, True),

@@ -37,9 +37,16 @@ def split_indices(num_samples: int, fractions: Sequence[float], seed: int) -> li
     return parts
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """The validation and test parts together leave something to train on."""
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: "
+                          "their sum must be below 1")
+
+
 class DataModule(Configurable):
-    """Subclasses implement ``_load`` and set ``input_shape`` / ``num_classes``; their options
-    are a ``DataOptions`` subclass set as ``Options``."""
+    """Subclasses implement ``_load`` and set ``input_shape`` / ``num_classes`` (or override
+    ``sizes``); their options are a ``DataOptions`` subclass set as ``Options``."""
 
     Options = DataOptions
     input_shape: tuple[int, ...] = ()
@@ -49,11 +56,6 @@ class DataModule(Configurable):
 
     def __init__(self, **options: Any) -> None:
         opts = self.configure(options)
-        if opts.input_shape is not None and tuple(opts.input_shape) != tuple(self.input_shape):
-            raise ConfigError(f"data.input_shape={list(opts.input_shape)}: {type(self).__name__} yields "
-                              f"{list(self.input_shape)}")
-        if opts.num_classes is not None and opts.num_classes != self.num_classes:
-            raise ConfigError(f"data.num_classes={opts.num_classes}: {type(self).__name__} has {self.num_classes}")
         self.batch_size, self.eval_batch_size = opts.batch_size, opts.eval_batch_size or max(opts.batch_size, 256)
         self.loader, self.num_workers, self.drop_last, self.seed = opts.loader, opts.num_workers, opts.drop_last, opts.seed
         self.shuffle = opts.shuffle  # false: the same batch order every epoch (debug=overfit)
@@ -66,6 +68,12 @@ class DataModule(Configurable):
     def setup(self, stage: str = "fit") -> None:
         if self.splits is None:
             self.splits = self._load()
+
+    def sizes(self) -> dict[str, Any]:
+        """What a model's shape takes from this data, passed to its constructor by name
+        (``expkit.config.sizes``): ``num_outputs`` is the width of its last layer. A subclass
+        whose sizes depend on the data (a vocabulary) calls ``self.setup()`` first."""
+        return {"input_shape": list(self.input_shape), "num_classes": self.num_classes, "num_outputs": self.num_classes}
 
     def num_samples(self, split: str) -> int:
         self.setup()

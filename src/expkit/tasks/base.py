@@ -35,11 +35,15 @@ class Task(nn.Module, Configurable):
     """
 
     Options = TaskOptions
+    #: The pictures ``TensorBoardImages`` draws for this task at each validation (none by default):
+    #: ``confusion_matrix`` and ``predictions`` (classification), ``scatter`` (regression).
+    pictures: tuple[str, ...] = ()
 
     def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, **options: Any) -> None:
         super().__init__()
-        self.scheduler_interval = self.configure(options).scheduler_interval
+        opts = self.configure(options)
+        self.scheduler_interval, self.monitor, self.mode = opts.scheduler_interval, opts.monitor, opts.mode
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -60,6 +64,11 @@ class Task(nn.Module, Configurable):
 
     def test_step(self, batch: Any) -> StepResult:
         return self.validation_step(batch)
+
+    def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from a split's exact epoch means (perplexity = exp(mean loss)); the
+        engine adds them wherever it turns sums into means, so they are exact too."""
+        return {}
 
     def example_input(self, batch: Any) -> Any:
         """The model input inside a batch (used to trace the model graph)."""

@@ -10,6 +10,8 @@ from expkit.tasks.base import StepResult, Task
 class ClassificationTask(Task):
     """``batch = (inputs, integer labels)``; the model returns logits."""
 
+    pictures = ("confusion_matrix", "predictions")
+
     def _step(self, batch: list[torch.Tensor]) -> StepResult:
         x, y = batch
         logits = self.model(x)
@@ -19,7 +21,7 @@ class ClassificationTask(Task):
         exact = torch.float32 if y.device.type == "mps" else torch.float64
         acc = (preds == y).sum(dtype=exact) / len(y)
         return StepResult(loss=loss, metrics={"loss": loss.detach(), "acc": acc}, batch_size=len(y),
-                          outputs={"preds": preds})
+                          outputs={"preds": preds, "logits": logits})
 
     def training_step(self, batch: list[torch.Tensor]) -> StepResult:
         return self._step(batch)
