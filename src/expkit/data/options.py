@@ -6,7 +6,7 @@ A new datamodule subclasses ``DataOptions`` for its own options next to its clas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from expkit.options import Options, Rule, integer, one_of, option, optional
 
@@ -31,6 +31,7 @@ class DataOptions(Options):
     seed: int = option(0, integer(0))
     input_shape: Optional[List[int]] = option(None, doc="read by the model configs; must match the data")
     num_classes: Optional[int] = option(None, optional(integer(1)), "read by the model configs")
+    augment: List[Any] = option([], doc="training-batch transforms (expkit.data.augment or torchvision v2)")
 
 
 @dataclass
@@ -62,3 +63,28 @@ class SyntheticOptions(DataOptions):
     num_test: int = option(256, integer(1))
 
 
+@dataclass
+class CIFAR10Options(DataOptions):
+    batch_size: int = option(128, integer(1), "per process (per rank under DDP)")
+    input_shape: Optional[List[int]] = option([3, 32, 32])
+    num_classes: Optional[int] = option(10, optional(integer(1)))
+    root: str = option("data", doc="holds cifar-10-batches-py/ (cifar-100-python/ for CIFAR-100)")
+    download: bool = option(False, doc="fetch the archive (checksum verified) when the files are missing")
+    val_fraction: float = option(0.1, FRACTION, "of the 50,000 training images")
+
+
+@dataclass
+class CIFAR100Options(CIFAR10Options):
+    num_classes: Optional[int] = option(100, optional(integer(1)))
+
+
+@dataclass
+class ImageFolderOptions(DataOptions):
+    batch_size: int = option(64, integer(1), "per process (per rank under DDP)")
+    num_workers: int = option(2, integer(0), "DataLoader workers that decode the images")
+    root: str = option("data/images", doc="holds <class>/<image>, or train/ and test/ (and val/) laid out so")
+    image_size: int = option(64, integer(1), "every image is resized to image_size x image_size")
+    val_fraction: float = option(0.1, FRACTION)
+    test_fraction: float = option(0.1, FRACTION, "when the folder has no split of its own")
+    mean: List[float] = option([0.485, 0.456, 0.406], doc="per channel, after scaling to [0, 1]")
+    std: List[float] = option([0.229, 0.224, 0.225])
