@@ -114,7 +114,8 @@ def test_ema_update_is_the_exponential_average():
 
     ema = EMA(decay=0.8, warmup=True)
     expected = task.model.weight.detach().clone()  # the average starts at the initial weights
-    Trainer(max_epochs=1, accelerator="cpu", callbacks=[Record(), ema], logger=None, num_sanity_val_steps=0).fit(task, data)
+    trainer = Trainer(max_epochs=1, accelerator="cpu", callbacks=[Record(), ema], logger=None, num_sanity_val_steps=0)
+    trainer.fit(task, data)
     for n, w in enumerate(history):
         d = min(0.8, (1 + n) / (10 + n))
         expected = d * expected + (1 - d) * w

@@ -21,8 +21,9 @@ import typing
 
 from hydra.core.config_store import ConfigStore
 
-from expkit.callbacks.options import (EMAOptions, EarlyStoppingOptions, LearningRateMonitorOptions, ModelCheckpointOptions,
-                                      ProfilerOptions, ProgressBarOptions, TensorBoardImagesOptions)
+from expkit.callbacks.options import (EarlyStoppingOptions, EMAOptions, LearningRateMonitorOptions,
+                                      ModelCheckpointOptions, ProfilerOptions, ProgressBarOptions,
+                                      TensorBoardImagesOptions)
 from expkit.config.torch_options import AdamOptions, CosineOptions, SGDOptions, StepLROptions, WarmupCosineOptions
 from expkit.data.options import (CIFAR10Options, CIFAR100Options, DigitsOptions, ImageFolderOptions, MNISTOptions,
                                  SyntheticOptions)
