@@ -506,7 +506,7 @@ def _aug_data(loader: str = "memory", workers: int = 0, torchvision_transforms: 
         augment = [RandomCrop(32, padding=4), RandomHorizontalFlip()]
     return SyntheticDataModule(input_shape=(3, 32, 32), num_classes=10, num_train=AUG["samples"], num_val=256,
                                num_test=8, batch_size=AUG["batch_size"], eval_batch_size=256, seed=SEED,
-                               augment=augment, loader=loader, num_workers=workers, persistent_workers=workers > 0)
+                               augment=augment, loader=loader, num_workers=workers)
 
 
 def _aug_model() -> nn.Module:

@@ -160,6 +160,12 @@ def test_warmup_then_cosine_per_step():
     assert state["total_steps"] == 12 and state["last_epoch"] == 14  # plain numbers: checkpointable
     _, schedule, interval = recipe_task(scheduler_interval="epoch").configure_optimizers()
     assert interval == "step"  # counted in optimizer steps, so stepped per step
+    sgd = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    no_warmup = WarmupCosineLR(sgd, warmup_steps=0)  # total_steps=None at construction works
+    no_warmup.total_steps = 4  # what the task fills in
+    sgd.step()
+    no_warmup.step()
+    assert no_warmup.get_last_lr() == pytest.approx([0.5 * (1 + math.cos(math.pi / 4))])
 
 
 def test_resnet18_cifar_stem_keeps_32x32_and_the_imagenet_stem_is_torchvisions():

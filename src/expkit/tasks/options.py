@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Optional
 
 from expkit.options import Options, number, one_of, option, optional

@@ -39,9 +39,11 @@ class WarmupCosineLR(LRScheduler, Configurable):
         if step < self.warmup_steps:
             factor = self.warmup_start_factor + (1 - self.warmup_start_factor) * step / self.warmup_steps
             return [base * factor for base in self.base_lrs]
-        if self.total_steps is None:
-            raise ConfigError("scheduler.total_steps=null: the number of optimizer steps is unknown for this "
-                              "train loader (no length); set scheduler.total_steps")
+        if self.total_steps is None:  # not filled in yet (the task does it right after construction)
+            if step > self.warmup_steps:
+                raise ConfigError("scheduler.total_steps=null: the number of optimizer steps is unknown for this "
+                                  "train loader (no length); set scheduler.total_steps or trainer.max_steps")
+            return list(self.base_lrs)
         progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
         cosine = 0.5 * (1 + math.cos(math.pi * progress))
         return [self.eta_min + (base - self.eta_min) * cosine for base in self.base_lrs]
