@@ -56,3 +56,10 @@ class ProfilerOptions(Options):
     record_shapes: bool = option(True)
     profile_memory: bool = option(False)
     with_stack: bool = option(False)
+
+
+@dataclass
+class EMAOptions(Options):
+    decay: float = option(0.999, number(0, maximum=1), "per update: average = decay * average + (1 - decay) * weights")
+    every_n_steps: int = option(1, integer(1), "update the average every N optimizer steps")
+    warmup: bool = option(False, doc="decay min(decay, (1 + n) / (10 + n)) after n updates: early weights fade fast")

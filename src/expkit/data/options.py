@@ -6,7 +6,7 @@ A new datamodule subclasses ``DataOptions`` for its own options next to its clas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from expkit.options import Options, Rule, integer, one_of, option, optional
 
@@ -29,6 +29,7 @@ class DataOptions(Options):
     drop_last: bool = option(False)
     shuffle: bool = option(True, doc="false: the same batch order every epoch")
     seed: int = option(0, integer(0))
+    augment: List[Any] = option([], doc="training-batch transforms (expkit.data.augment or torchvision v2)")
 
 
 @dataclass
@@ -71,3 +72,29 @@ class TextOptions(DataOptions):
     max_chars: Optional[int] = option(None, optional(integer(2)), "use only the first N characters; null: all")
     val_fraction: float = option(0.05, FRACTION, "the text's end is cut into val, then test: no overlap")
     test_fraction: float = option(0.05, FRACTION)
+
+
+@dataclass
+class CIFAR10Options(DataOptions):
+    batch_size: int = option(128, integer(1), "per process (per rank under DDP)")
+    root: str = option("data", doc="holds cifar-10-batches-py/ (cifar-100-python/ for CIFAR-100)")
+    download: bool = option(False, doc="fetch the archive (checksum verified) when the files are missing")
+    val_fraction: float = option(0.1, FRACTION, "of the 50,000 training images")
+
+
+@dataclass
+class CIFAR100Options(CIFAR10Options):
+    """The same options; cifar-100-python/ under root."""
+
+
+@dataclass
+class ImageFolderOptions(DataOptions):
+    batch_size: int = option(64, integer(1), "per process (per rank under DDP)")
+    num_workers: int = option(2, integer(0), "DataLoader workers that decode the images")
+    root: str = option("data/images", doc="holds <class>/<image>, or train/ and test/ (and val/) laid out so")
+    image_size: int = option(64, integer(1), "every image is resized to image_size x image_size")
+    num_classes: Optional[int] = option(None, optional(integer(1)), "null: one class per subfolder; a number is checked")
+    val_fraction: float = option(0.1, FRACTION)
+    test_fraction: float = option(0.1, FRACTION, "when the folder has no split of its own")
+    mean: List[float] = option([0.485, 0.456, 0.406], doc="per channel, after scaling to [0, 1]")
+    std: List[float] = option([0.229, 0.224, 0.225])
