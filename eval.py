@@ -24,6 +24,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
 
     from expkit.config import ConfigError, validate
+    from expkit.config.sizes import build_model
     from expkit.config.stored import merge_stored_config
     from expkit.engine import seed_everything
     from expkit.engine.checkpoint import load
@@ -46,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     seed_everything(cfg.seed)
     datamodule = instantiate(cfg.data)
-    task = instantiate(cfg.task, model=instantiate(cfg.model))
+    task = instantiate(cfg.task, model=build_model(cfg.model, datamodule)[0])
     logger = instantiate(cfg.logger) if cfg.get("logger") else None
     trainer = instantiate(cfg.trainer, callbacks=[], logger=logger)
     trainer.global_step = int(state.get("loop", {}).get("global_step", 0))  # scalars at the checkpoint's step

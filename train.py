@@ -25,21 +25,24 @@ def build(node: DictConfig | None, **kwargs):
 
 def train(cfg: DictConfig) -> dict[str, float]:
     from expkit.config import hparams, to_plain
-    from expkit.config.stored import check_resume_config, read_stored_config
+    from expkit.config.sizes import build_model
+    from expkit.config.stored import SIZES_KEY, check_resume_config, read_stored_config
     from expkit.engine import seed_everything
 
     ckpt_path = resolve_ckpt_path(cfg, run_dir())
-    if ckpt_path is not None:  # fail before building anything if the model or data shape changed
-        check_resume_config(read_stored_config(ckpt_path), to_plain(cfg), ckpt_path)
+    stored = read_stored_config(ckpt_path) if ckpt_path is not None else None
+    check_resume_config(stored, to_plain(cfg), ckpt_path)  # fail before building anything if the model changed
     seed_everything(cfg.seed)
     datamodule = build(cfg.data)
-    model = build(cfg.model)
+    model, sizes = build_model(cfg.model, datamodule)
+    config = {**to_plain(cfg), SIZES_KEY: sizes}  # stored in checkpoints: a resume checks the sizes too
+    check_resume_config(stored, config, ckpt_path, keys=(SIZES_KEY,))
     task = build(cfg.task, model=model, optimizer=build(cfg.optimizer), scheduler=build(cfg.scheduler))
     callbacks = [build(node) for node in (cfg.callbacks or {}).values() if node]  # null: switched off
     logger = build(cfg.logger)
     trainer = build(cfg.trainer, callbacks=callbacks, logger=logger)
 
-    trainer.fit(task, datamodule, ckpt_path=ckpt_path, config=to_plain(cfg))
+    trainer.fit(task, datamodule, ckpt_path=ckpt_path, config=config)
     metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k and not k.endswith("_step")}
     if cfg.test:
         metrics.update(trainer.test(task, datamodule, ckpt_path="best"))

@@ -451,6 +451,22 @@ def tiny_lightning() -> Callable[[DataModule, Stopwatch], nn.Module] | None:
     return run
 
 
+def interleaved(runners: dict[str, Callable[[Stopwatch], nn.Module]],
+                reps: int) -> tuple[dict[str, list[float]], dict[str, nn.Module]]:
+    """Each runner's wall seconds over ``reps`` rounds after a warm-up round, rotated so that no
+    runner always goes first; and the model each trained last."""
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    models: dict[str, nn.Module] = {}
+    for rep in range(reps + 1):  # the first round warms up
+        names = list(runners)[rep % len(runners):] + list(runners)[:rep % len(runners)]
+        for name in names:
+            watch = Stopwatch()
+            models[name] = runners[name](watch)
+            if rep:
+                seconds[name].append(watch.wall)
+    return seconds, models
+
+
 def launch_bound(reps: int, use_lightning: bool) -> None:
     """Per-step overhead where the math costs nothing: Linear(4, 2), batch 8, one thread."""
     torch.set_num_threads(1)
@@ -460,15 +476,7 @@ def launch_bound(reps: int, use_lightning: bool) -> None:
     lightning = tiny_lightning() if use_lightning else None
     if lightning is not None:
         runners["lightning"] = lightning
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    models: dict[str, nn.Module] = {}
-    for rep in range(reps + 1):  # the first round warms up
-        names = list(runners)[rep % len(runners):] + list(runners)[:rep % len(runners)]
-        for name in names:
-            watch = Stopwatch()
-            models[name] = runners[name](dm, watch)
-            if rep:
-                seconds[name].append(watch.wall)
+    seconds, models = interleaved({name: partial(run, dm) for name, run in runners.items()}, reps)
     steps = TINY["epochs"] * -(-TINY["samples"] // TINY["batch_size"])
     same = torch.equal(models["engine, loop only"].weight, models["hand-written, same sums"].weight)
     print(f"\n## launch-bound: Linear(4, 2), {TINY['samples']} samples, batch {TINY['batch_size']}, "
@@ -480,6 +488,100 @@ def launch_bound(reps: int, use_lightning: bool) -> None:
     print_table(rows)
     if not same:
         raise SystemExit("launch-bound: the engine's weights differ from the hand-written loop's")
+
+
+# ------------------------------------- CIFAR-shaped: crop and flip on the fly
+AUG = dict(samples=5120, batch_size=256, epochs=2)
+
+
+def _aug_data(loader: str = "memory", workers: int = 0, torchvision_transforms: bool = False) -> SyntheticDataModule:
+    """Random 3x32x32 tensors; crop (pad 4) and flip as ``data.augment`` sets them."""
+    if torchvision_transforms:
+        from torchvision.transforms import v2
+
+        augment = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+    else:
+        from expkit.data.augment import RandomCrop, RandomHorizontalFlip
+
+        augment = [RandomCrop(32, padding=4), RandomHorizontalFlip()]
+    return SyntheticDataModule(input_shape=(3, 32, 32), num_classes=10, num_train=AUG["samples"], num_val=256,
+                               num_test=8, batch_size=AUG["batch_size"], eval_batch_size=256, seed=SEED,
+                               augment=augment, loader=loader, num_workers=workers)
+
+
+def _aug_model() -> nn.Module:
+    torch.manual_seed(SEED)
+    return CNN((3, 32, 32), 10)
+
+
+def aug_engine(dm: DataModule, watch: Stopwatch, threads: int) -> nn.Module:
+    """The engine's loop (no callbacks, no logger, one validation at the end) on ``dm``'s path."""
+    task = ClassificationTask(_aug_model(), optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+    trainer = Trainer(max_epochs=AUG["epochs"], accelerator="cpu", num_threads=threads, num_sanity_val_steps=0,
+                      check_val_every_n_epoch=AUG["epochs"], callbacks=[], logger=None)
+    with watch:
+        trainer.fit(task, dm)
+    return task.model
+
+
+def aug_hand(dm: DataModule, watch: Stopwatch, threads: int) -> nn.Module:
+    """By hand: the same batches and the same batched crop and flip (same generator seeds, so the
+    same pixels), summing loss and correct predictions on the device, one validation at the end."""
+    from expkit.data.augment import apply_batch, batch_seed
+
+    torch.set_num_threads(threads)
+    model = _aug_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x, y = dm.splits["train"]
+    vx, vy = dm.splits["val"]
+    generator, bs = torch.Generator(), AUG["batch_size"]
+    with watch:
+        for epoch in range(AUG["epochs"]):
+            model.train()
+            order = epoch_permutation(len(y), SEED, epoch, shuffle=True)
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            correct = torch.zeros((), dtype=torch.float64)
+            for position, start in enumerate(range(0, len(y), bs)):
+                idx = order[start:start + bs]
+                generator.manual_seed(batch_seed(SEED, epoch, position, 0))
+                xb, yb = apply_batch(dm.augment, x.index_select(0, idx), generator), y.index_select(0, idx)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.argmax(1) == yb).sum()
+            float(loss_sum), float(correct)
+        model.eval()
+        with torch.no_grad():
+            F.cross_entropy(model(vx), vy).item()
+    return model
+
+
+def augment_path(reps: int, threads: int) -> None:
+    """Crop and flip on the memory path (batched, on the device) against a hand-written loop doing
+    the same, and against the DataLoader path with torchvision's per-sample transforms in 2 workers."""
+    memory, workers = _aug_data(), _aug_data("dataloader", workers=2, torchvision_transforms=True)
+    for dm in (memory, workers):
+        dm.setup()
+    runners: dict[str, Callable] = {
+        "engine, memory path, batched crop+flip": partial(aug_engine, memory),
+        "hand-written, same batched crop+flip": partial(aug_hand, memory),
+        "engine, DataLoader path, torchvision per sample, 2 workers": partial(aug_engine, workers)}
+    seconds, models = interleaved({name: partial(run, threads=threads) for name, run in runners.items()}, reps)
+    engine = seconds["engine, memory path, batched crop+flip"]
+    first, hand = models["engine, memory path, batched crop+flip"], models["hand-written, same batched crop+flip"]
+    same = all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), hand.state_dict().values()))
+    print(f"\n## cifar-augment: CNN, {AUG['samples']:,} random 3x32x32, batch {AUG['batch_size']}, "
+          f"{AUG['epochs']} epochs, crop (pad 4) + flip; engine and hand-written weights "
+          f"{'identical' if same else 'DIFFER'}")
+    rows = [{"runner": name, "samples/s": f"{AUG['epochs'] * AUG['samples'] / statistics.median(s):,.0f}",
+             "engine memory / this, samples/s": spread([r / e for e, r in zip(engine, s)])}
+            for name, s in seconds.items()]
+    print_table(rows)
+    if not same:
+        raise SystemExit("cifar-augment: the engine's weights differ from the hand-written loop's")
 
 
 # ------------------------------------------------------------------- checks
@@ -536,8 +638,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's epochs")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch intra-op threads (trainer.num_threads; default: torch's, as train.py uses)")
-    parser.add_argument("--workloads", default="linear-tiny,digits-mlp,synthetic784-mlp,digits-cnn",
-                        help="linear-tiny is the launch-bound Linear(4, 2) workload (always one thread)")
+    parser.add_argument("--workloads", default="linear-tiny,digits-mlp,synthetic784-mlp,digits-cnn,cifar-augment",
+                        help="linear-tiny is the launch-bound Linear(4, 2) workload (always one thread); "
+                             "cifar-augment compares augmentation on the two data paths")
     parser.add_argument("--no-lightning", action="store_true", help="skip Lightning even when installed")
     parser.add_argument("--no-data-path", action="store_true", help="skip the in-memory vs DataLoader check")
     args = parser.parse_args()
@@ -560,7 +663,9 @@ def main() -> None:
     if "linear-tiny" in keys:
         launch_bound(max(args.reps, 5), not args.no_lightning)
         torch.set_num_threads(args.threads)
-    for key in [k for k in keys if k != "linear-tiny"]:
+    if "cifar-augment" in keys:
+        augment_path(args.reps, args.threads)
+    for key in [k for k in keys if k not in ("linear-tiny", "cifar-augment")]:
         wl = all_wl[key]
         dm = wl.make_data()
         dm.setup()

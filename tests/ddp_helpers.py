@@ -45,7 +45,7 @@ def _task():
     from expkit.models import MLP
 
     seed_everything(0)
-    model = MLP(input_shape=(1, 4, 4), num_classes=3, hidden_sizes=(8,))
+    model = MLP(input_shape=(1, 4, 4), num_outputs=3, hidden_sizes=(8,))
     return ClassificationTask(model, optimizer=partial(torch.optim.SGD, lr=LR))
 
 

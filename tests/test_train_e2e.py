@@ -90,6 +90,6 @@ def test_out_of_range_values_stop_before_training_with_one_line(tmp_path: Path, 
 
 
 def test_unknown_group_option_lists_the_valid_ones(tmp_path: Path):
-    proc = train("model=transformer", f"hydra.run.dir={tmp_path}/run", check=False)
+    proc = train("model=perceiver", f"hydra.run.dir={tmp_path}/run", check=False)
     assert proc.returncode != 0
     assert "model" in proc.stderr and "mlp" in proc.stderr and "cnn" in proc.stderr

@@ -149,6 +149,16 @@ class Configurable:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
+        if init is None and "Options" in cls.__dict__:  # new options, inherited constructor: give it its own
+            inherited = super(cls, cls).__init__
+
+            def init(self: Any, *args: Any, **options: Any) -> None:
+                inherited(self, *args, **options)
+
+            init.__doc__, init.__qualname__ = inherited.__doc__, f"{cls.__qualname__}.__init__"
+            leading = [p for p in inspect.signature(inherited).parameters.values() if p.kind is not p.KEYWORD_ONLY]
+            init.__signature__ = inspect.Signature(leading)  # the parent's options drop out; this class's come in
+            cls.__init__ = init
         if init is not None and "Options" in dir(cls):
             own = [p for p in list(inspect.signature(init).parameters.values())[1:] if p.kind is not p.VAR_KEYWORD]
             init.__signature__ = signature(cls.Options, *own)

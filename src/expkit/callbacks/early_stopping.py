@@ -5,9 +5,9 @@ import logging
 import math
 from typing import Any
 
+from expkit.callbacks.monitoring import require_at_sanity_check, require_metric
 from expkit.callbacks.options import EarlyStoppingOptions
 from expkit.engine.callback import Callback
-from expkit.errors import ConfigError
 from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
@@ -23,12 +23,13 @@ class EarlyStopping(Callback, Configurable):
         self.wait = 0
         self.stopped_epoch: int | None = None
 
+    def on_sanity_check_end(self, trainer: Any, task: Any, metrics: dict[str, float]) -> None:
+        require_at_sanity_check("callbacks.early_stopping.monitor", self.monitor, metrics)
+
     def on_validation_end(self, trainer: Any, task: Any) -> None:
         if not trainer.fitting:
             return
-        if self.monitor not in trainer.callback_metrics:
-            raise ConfigError(f"callbacks.early_stopping.monitor={self.monitor!r}: not a logged metric; "
-                              f"available: {', '.join(sorted(trainer.callback_metrics))}")
+        require_metric("callbacks.early_stopping.monitor", self.monitor, trainer.callback_metrics)
         score = trainer.callback_metrics[self.monitor]
         sign = 1.0 if self.mode == "max" else -1.0
         if not math.isnan(score) and (self.best_score is None or sign * (score - self.best_score) > self.opts.min_delta):

@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from expkit.callbacks.monitoring import require_at_sanity_check, require_metric
 from expkit.callbacks.options import ModelCheckpointOptions
 from expkit.engine.callback import CheckpointCallback
-from expkit.errors import ConfigError
 from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ class ModelCheckpoint(CheckpointCallback, Configurable):
             for leftover in self.dirpath.glob(".*.ckpt.*.tmp"):
                 leftover.unlink(missing_ok=True)
 
+    def on_sanity_check_end(self, trainer: Any, task: Any, metrics: dict[str, float]) -> None:
+        require_at_sanity_check("callbacks.model_checkpoint.monitor", self.monitor, metrics)
+
     def on_validation_end(self, trainer: Any, task: Any) -> None:
         if trainer.fitting and self.monitor is not None:
-            if self.monitor not in trainer.callback_metrics:
-                raise ConfigError(f"callbacks.model_checkpoint.monitor={self.monitor!r}: not a logged metric; "
-                                  f"available: {', '.join(sorted(trainer.callback_metrics))}")
+            require_metric("callbacks.model_checkpoint.monitor", self.monitor, trainer.callback_metrics)
             self._pending = trainer.callback_metrics[self.monitor]
 
     def on_train_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:

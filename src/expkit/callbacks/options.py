@@ -39,10 +39,11 @@ class ProgressBarOptions(Options):
 
 @dataclass
 class TensorBoardImagesOptions(Options):
-    num_classes: Optional[int] = option(None, optional(integer(1)), "null: from the labels seen")
-    log_confusion_matrix: bool = option(True)
-    log_predictions: bool = option(True, doc="a grid of sample predictions (images only)")
+    num_classes: Optional[int] = option(None, optional(integer(1)), "null: the model's output width")
+    log_confusion_matrix: bool = option(True, doc="classification")
+    log_predictions: bool = option(True, doc="a grid of sample predictions (classification of images)")
     max_predictions: int = option(32, integer(1))
+    log_scatter: bool = option(True, doc="predicted against true values (regression)")
     log_graph: bool = option(True, doc="the model graph, once")
 
 
@@ -55,3 +56,10 @@ class ProfilerOptions(Options):
     record_shapes: bool = option(True)
     profile_memory: bool = option(False)
     with_stack: bool = option(False)
+
+
+@dataclass
+class EMAOptions(Options):
+    decay: float = option(0.999, number(0, maximum=1), "per update: average = decay * average + (1 - decay) * weights")
+    every_n_steps: int = option(1, integer(1), "update the average every N optimizer steps")
+    warmup: bool = option(False, doc="decay min(decay, (1 + n) / (10 + n)) after n updates: early weights fade fast")

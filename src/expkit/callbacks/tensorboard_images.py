@@ -1,9 +1,10 @@
-"""Pictures in TensorBoard for classification: a confusion matrix and a grid of sample
-predictions at each validation, and the model graph once.
+"""Pictures in TensorBoard at each validation, the ones the task asks for (``Task.pictures``):
+a confusion matrix and a grid of sample predictions for classification, predicted against
+true values for regression, none for a language model; and the model graph once.
 
 Each is switched by this callback's own options (``conf/callbacks/default.yaml``,
 ``callbacks.tensorboard_images.*``): ``log_confusion_matrix``, ``log_predictions`` (up to
-``max_predictions`` images) and ``log_graph``; they draw on the trainer's logger. Images are built with plain torch (no plotting library, no torchvision
+``max_predictions`` images), ``log_scatter`` and ``log_graph``; they draw on the trainer's logger. Images are built with plain torch (no plotting library, no torchvision
 import on the default path): a green border is a right prediction, a red one a wrong one.
 """
 from __future__ import annotations
@@ -38,22 +39,30 @@ class TensorBoardImages(Callback, Configurable):
         # (inputs, labels, preds) batches of right / wrong predictions, up to max_predictions each
         self._right: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._scatter: list[tuple[torch.Tensor, torch.Tensor]] = []  # (targets, predictions), rank 0's shard
         self._graph_logged = False
+        self._classes = self.num_classes  # null: the model's output width, seen in the first batch
 
     # ------------------------------------------------------------------ hooks
-    def _flag(self, trainer: Any, name: str) -> bool:
-        """A picture is drawn when it is switched on and there is a logger to draw it on."""
-        return trainer.logger is not None and getattr(self.opts, name)
+    def _flag(self, trainer: Any, name: str, task: Any = None) -> bool:
+        """A picture is drawn when it is switched on, there is a logger to draw it on and (given
+        ``task``) the task draws it."""
+        wanted = task is None or name.removeprefix("log_") in getattr(task, "pictures", ())
+        return trainer.logger is not None and getattr(self.opts, name) and wanted
 
     def on_validation_start(self, trainer: Any, task: Any) -> None:
-        self._labels, self._preds, self._right, self._wrong = [], [], [], []
+        self._labels, self._preds, self._right, self._wrong, self._scatter = [], [], [], [], []
 
     def on_validation_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
         preds = result.outputs.get("preds")
+        if self._flag(trainer, "log_scatter", task) and dist.is_rank_zero() and "targets" in result.outputs:
+            self._scatter.append((result.outputs["targets"].detach().cpu(), preds.detach().cpu()))
         if preds is None or not isinstance(batch, (list, tuple)) or len(batch) < 2:
             return
         labels = batch[1]
-        if self._flag(trainer, "log_confusion_matrix"):
+        if self._classes is None and "logits" in result.outputs:
+            self._classes = int(result.outputs["logits"].shape[-1])
+        if self._flag(trainer, "log_confusion_matrix", task):
             self._labels.append(labels.detach())
             self._preds.append(preds.detach())
         if not dist.is_rank_zero():
@@ -61,18 +70,23 @@ class TensorBoardImages(Callback, Configurable):
         if self._flag(trainer, "log_graph") and not self._graph_logged:
             self._graph_logged = True
             self._log_graph(trainer, task, batch)
-        if self._flag(trainer, "log_predictions"):
+        if self._flag(trainer, "log_predictions", task):
             self._collect_samples(trainer, task.example_input(batch), labels, preds)
 
     def on_validation_end(self, trainer: Any, task: Any) -> None:
         step = trainer.global_step
         # Under DDP every rank joins the reduction, also one whose shard was empty.
-        if self._flag(trainer, "log_confusion_matrix") and (self._labels or dist.is_distributed()):
+        if self._flag(trainer, "log_confusion_matrix", task) and (self._labels or dist.is_distributed()):
             matrix = self._confusion_matrix()
             if dist.is_rank_zero() and matrix.numel():
                 trainer.logger.log_image("val/confusion_matrix", confusion_image(matrix), step)
                 trainer.logger.experiment.add_text("val/confusion_matrix_counts", confusion_markdown(matrix), step)
-        if self._flag(trainer, "log_predictions") and dist.is_rank_zero() and (self._right or self._wrong):
+        if self._scatter:
+            from expkit.callbacks.scatter import scatter_image
+
+            targets, preds = (torch.cat(parts) for parts in zip(*self._scatter))
+            trainer.logger.log_image("val/predicted_vs_true", scatter_image(targets, preds), step)
+        if self._flag(trainer, "log_predictions", task) and dist.is_rank_zero() and (self._right or self._wrong):
             samples = self._pick_samples(self.opts.max_predictions)
             grid = predictions_grid(*samples)
             if grid is not None:
@@ -80,7 +94,7 @@ class TensorBoardImages(Callback, Configurable):
                 text = ", ".join(f"{y}->{p}" for y, p in zip(samples[1].tolist(), samples[2].tolist()))
                 trainer.logger.experiment.add_text("val/predictions_labels", f"label->prediction, row by row: {text}",
                                                    step)
-        self._labels, self._preds, self._right, self._wrong = [], [], [], []
+        self._labels, self._preds, self._right, self._wrong, self._scatter = [], [], [], [], []
 
     # ---------------------------------------------------------------- helpers
     def _log_graph(self, trainer: Any, task: Any, batch: Any) -> None:
@@ -125,8 +139,8 @@ class TensorBoardImages(Callback, Configurable):
         empty = torch.zeros(0, dtype=torch.long)
         labels = torch.cat(self._labels).long() if self._labels else empty
         preds = torch.cat(self._preds).long() if self._preds else empty
-        classes = self.num_classes or (int(max(labels.max().item(), preds.max().item())) + 1 if len(labels) else 0)
-        if dist.is_distributed() and not self.num_classes:
+        classes = self._classes or (int(max(labels.max().item(), preds.max().item())) + 1 if len(labels) else 0)
+        if dist.is_distributed() and not self.num_classes:  # every rank joins (an empty shard saw no logits)
             classes = int(dist.all_reduce_max(float(classes)))
         matrix = torch.bincount(labels * classes + preds, minlength=classes * classes).reshape(classes, classes)
         return dist.all_reduce_sum(matrix).cpu()  # under DDP each rank saw its own shard

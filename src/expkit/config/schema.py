@@ -21,31 +21,42 @@ import typing
 
 from hydra.core.config_store import ConfigStore
 
-from expkit.callbacks.options import (EarlyStoppingOptions, LearningRateMonitorOptions, ModelCheckpointOptions,
-                                      ProfilerOptions, ProgressBarOptions, TensorBoardImagesOptions)
-from expkit.config.torch_options import AdamOptions, CosineOptions, SGDOptions, StepLROptions
-from expkit.data.options import DigitsOptions, MNISTOptions, SyntheticOptions
+from expkit.callbacks.options import (EarlyStoppingOptions, EMAOptions, LearningRateMonitorOptions,
+                                      ModelCheckpointOptions, ProfilerOptions, ProgressBarOptions,
+                                      TensorBoardImagesOptions)
+from expkit.config.torch_options import AdamOptions, CosineOptions, SGDOptions, StepLROptions, WarmupCosineOptions
+from expkit.data.options import (CIFAR10Options, CIFAR100Options, DiabetesOptions, DigitsOptions, ImageFolderOptions,
+                                 MNISTOptions, SyntheticOptions, TextOptions)
 from expkit.engine.options import TrainerOptions
 from expkit.loggers.options import TensorBoardLoggerOptions
-from expkit.tasks.options import TaskOptions
+from expkit.tasks.options import ClassificationOptions, LanguageModelOptions, RegressionOptions
 
 #: Config name -> (the ``_target_`` it builds, its options, whether it is a ``_partial_``).
 COMPONENTS: dict[str, tuple[str, type, bool]] = {
     "schema_trainer": ("expkit.engine.Trainer", TrainerOptions, False),
-    "schema_task": ("expkit.tasks.ClassificationTask", TaskOptions, False),
+    "schema_task": ("expkit.tasks.ClassificationTask", ClassificationOptions, False),
+    "schema_task_regression": ("expkit.tasks.RegressionTask", RegressionOptions, False),
+    "schema_task_language_model": ("expkit.tasks.LanguageModelTask", LanguageModelOptions, False),
     "schema_data_digits": ("expkit.data.DigitsDataModule", DigitsOptions, False),
     "schema_data_mnist": ("expkit.data.MNISTDataModule", MNISTOptions, False),
     "schema_data_synthetic": ("expkit.data.SyntheticDataModule", SyntheticOptions, False),
+    "schema_data_diabetes": ("expkit.data.DiabetesDataModule", DiabetesOptions, False),
+    "schema_data_text": ("expkit.data.TextDataModule", TextOptions, False),
+    "schema_data_cifar10": ("expkit.data.CIFAR10DataModule", CIFAR10Options, False),
+    "schema_data_cifar100": ("expkit.data.CIFAR100DataModule", CIFAR100Options, False),
+    "schema_data_image_folder": ("expkit.data.ImageFolderDataModule", ImageFolderOptions, False),
     "schema_optimizer_adam": ("torch.optim.Adam", AdamOptions, True),
     "schema_optimizer_sgd": ("torch.optim.SGD", SGDOptions, True),
     "schema_scheduler_cosine": ("torch.optim.lr_scheduler.CosineAnnealingLR", CosineOptions, True),
     "schema_scheduler_step": ("torch.optim.lr_scheduler.StepLR", StepLROptions, True),
+    "schema_scheduler_warmup_cosine": ("expkit.tasks.schedulers.WarmupCosineLR", WarmupCosineOptions, True),
     "schema_callback_model_checkpoint": ("expkit.callbacks.ModelCheckpoint", ModelCheckpointOptions, False),
     "schema_callback_early_stopping": ("expkit.callbacks.EarlyStopping", EarlyStoppingOptions, False),
     "schema_callback_lr_monitor": ("expkit.callbacks.LearningRateMonitor", LearningRateMonitorOptions, False),
     "schema_callback_progress_bar": ("expkit.callbacks.ProgressBar", ProgressBarOptions, False),
     "schema_callback_tensorboard_images": ("expkit.callbacks.TensorBoardImages", TensorBoardImagesOptions, False),
     "schema_callback_profiler": ("expkit.callbacks.Profiler", ProfilerOptions, False),
+    "schema_callback_ema": ("expkit.callbacks.EMA", EMAOptions, False),
     "schema_logger_tensorboard": ("expkit.loggers.TensorBoardLogger", TensorBoardLoggerOptions, False),
 }
 

@@ -7,8 +7,11 @@ from typing import Any
 
 from expkit.config.checks import ConfigError
 
-#: What must not change when resuming: the model, and the data that fixes its input and output shape.
-RESUME_KEYS = ("model", "data._target_", "data.input_shape", "data.num_classes")
+#: Where train.py stores the sizes the model took from its data (``DataModule.sizes()``).
+SIZES_KEY = "data_sizes"
+#: What must not change when resuming: the model, and the data that fixes its input and output shape
+#: (train.py checks ``SIZES_KEY`` once the datamodule is built: a vocabulary is only known then).
+RESUME_KEYS = ("model", "data._target_", "data.input_shape", "data.num_classes", SIZES_KEY)
 
 _ABSENT = object()
 
@@ -46,14 +49,18 @@ def _show(value: Any) -> str:
     return "absent" if value is _ABSENT else repr(value)
 
 
-def check_resume_config(stored: dict[str, Any] | None, current: dict[str, Any], path: str | os.PathLike) -> None:
-    """Raise ``ConfigError`` naming the first key of ``RESUME_KEYS`` that changed.
+def check_resume_config(stored: dict[str, Any] | None, current: dict[str, Any], path: str | os.PathLike | None,
+                        keys: tuple[str, ...] = RESUME_KEYS) -> None:
+    """Raise ``ConfigError`` naming the first of ``keys`` that changed (a key ``current`` lacks
+    yet, like ``SIZES_KEY`` before the datamodule is built, is checked later).
 
     Everything else (``trainer.max_epochs``, logging, the seed) may change between the runs.
     """
     if stored is None:
         return
-    for key in RESUME_KEYS:
+    for key in keys:
+        if key == SIZES_KEY and (SIZES_KEY not in current or SIZES_KEY not in stored):
+            continue  # not known yet (checked again once the data is built), or a checkpoint from before sizes
         found = first_difference(select(stored, key), select(current, key), key)
         if found is not None:
             name, before, now = found

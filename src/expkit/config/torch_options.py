@@ -5,9 +5,9 @@ take these as keyword arguments, and the rules catch what torch would only notic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
-from expkit.options import Options, Rule, integer, number, option
+from expkit.options import Options, Rule, integer, number, option, optional
 
 BETAS = Rule(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(number(0, maximum=1).test(b) and b < 1
                                                                           for b in v),
@@ -46,3 +46,13 @@ class CosineOptions(Options):
 class StepLROptions(Options):
     step_size: int = option(3, integer(1))
     gamma: float = option(0.1, number(0, exclusive=True))
+
+
+@dataclass
+class WarmupCosineOptions(Options):
+    """``expkit.tasks.schedulers.WarmupCosineLR``: stepped every optimizer step."""
+
+    warmup_steps: int = option(500, integer(0), "optimizer steps of linear warmup")
+    total_steps: Optional[int] = option(None, optional(integer(1)), "null: the run's planned optimizer steps")
+    warmup_start_factor: float = option(0.01, number(0, maximum=1), "the first step's LR, as a fraction of lr")
+    eta_min: float = option(0.0, number(0), "the LR at the end of the cosine")

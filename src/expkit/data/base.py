@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from expkit.data.augment import AugmentedDataset, is_random
 from expkit.data.options import DataOptions
 from expkit.data.loaders import TensorLoader, TorchDataLoader, dataloader_options
 from expkit.engine.loaders import IterableBatches
@@ -37,9 +38,16 @@ def split_indices(num_samples: int, fractions: Sequence[float], seed: int) -> li
     return parts
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """The validation and test parts together leave something to train on."""
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: "
+                          "their sum must be below 1")
+
+
 class DataModule(Configurable):
-    """Subclasses implement ``_load`` and set ``input_shape`` / ``num_classes``; their options
-    are a ``DataOptions`` subclass set as ``Options``."""
+    """Subclasses implement ``_load`` and set ``input_shape`` / ``num_classes`` (or override
+    ``sizes``); their options are a ``DataOptions`` subclass set as ``Options``."""
 
     Options = DataOptions
     input_shape: tuple[int, ...] = ()
@@ -49,14 +57,10 @@ class DataModule(Configurable):
 
     def __init__(self, **options: Any) -> None:
         opts = self.configure(options)
-        if opts.input_shape is not None and tuple(opts.input_shape) != tuple(self.input_shape):
-            raise ConfigError(f"data.input_shape={list(opts.input_shape)}: {type(self).__name__} yields "
-                              f"{list(self.input_shape)}")
-        if opts.num_classes is not None and opts.num_classes != self.num_classes:
-            raise ConfigError(f"data.num_classes={opts.num_classes}: {type(self).__name__} has {self.num_classes}")
         self.batch_size, self.eval_batch_size = opts.batch_size, opts.eval_batch_size or max(opts.batch_size, 256)
         self.loader, self.num_workers, self.drop_last, self.seed = opts.loader, opts.num_workers, opts.drop_last, opts.seed
         self.shuffle = opts.shuffle  # false: the same batch order every epoch (debug=overfit)
+        self.augment = list(opts.augment or [])  # training batches only
         self.splits: dict[str, Split] | None = None
 
     def _load(self) -> dict[str, Split]:
@@ -66,6 +70,12 @@ class DataModule(Configurable):
     def setup(self, stage: str = "fit") -> None:
         if self.splits is None:
             self.splits = self._load()
+
+    def sizes(self) -> dict[str, Any]:
+        """What a model's shape takes from this data, passed to its constructor by name
+        (``expkit.config.sizes``): ``num_outputs`` is the width of its last layer. A subclass
+        whose sizes depend on the data (a vocabulary) calls ``self.setup()`` first."""
+        return {"input_shape": list(self.input_shape), "num_classes": self.num_classes, "num_outputs": self.num_classes}
 
     def num_samples(self, split: str) -> int:
         self.setup()
@@ -79,12 +89,15 @@ class DataModule(Configurable):
         common = dict(batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train and self.shuffle,
                       drop_last=self.drop_last and train, seed=self.seed, rank=rank, world_size=world_size,
                       pad=train, device=device)
+        augment = self.augment if train else []
         use_memory = self.loader == "memory" or (self.loader == "auto" and isinstance(data, tuple))
         if use_memory:
             if not isinstance(data, tuple):
-                data = _materialize(data)
-            return TensorLoader(data, **common)
+                data = _materialize(data, f"{type(self).__name__} {split} split")
+            return TensorLoader(data, **common, augment=augment)
         dataset = TensorDataset(*data) if isinstance(data, tuple) else data
+        if augment:
+            dataset = AugmentedDataset(dataset, augment)
         workers = dict(num_workers=self.num_workers, pin_memory=self.opts.pin_memory, collate_fn=self.collate_fn,
                        persistent_workers=self.opts.persistent_workers, prefetch_factor=self.opts.prefetch_factor)
         if isinstance(dataset, IterableDataset):  # it orders and shards itself: no exact mid-epoch resume
@@ -102,7 +115,32 @@ class DataModule(Configurable):
         return self._make_loader("test", device, rank, world_size)
 
 
-def _materialize(dataset: Dataset) -> tuple[torch.Tensor, ...]:
-    """Stack a map-style data set into tensors (for ``loader=memory`` on a ``Dataset``)."""
-    items = [dataset[i] for i in range(len(dataset))]
-    return tuple(torch.stack([torch.as_tensor(item[j]) for item in items]) for j in range(len(items[0])))
+def _random_transforms(dataset: Any) -> list[str]:
+    """The random transforms a data set (or the data sets it wraps) applies to its samples."""
+    found = []
+    while dataset is not None:
+        for name in ("transform", "transforms", "target_transform"):
+            t = getattr(dataset, name, None)
+            if t is not None and not isinstance(t, (list, tuple)) and is_random(t):
+                found.append(type(t).__name__)
+        dataset = getattr(dataset, "dataset", None)  # Subset, AugmentedDataset
+    return found
+
+
+def _materialize(dataset: Dataset, what: str = "data set") -> tuple[torch.Tensor, ...]:
+    """Stack a map-style data set into tensors (for ``loader=memory`` on a ``Dataset``).
+
+    Stacking runs a data set's transforms once, so random ones would be frozen: refused, when
+    its transforms say so or when samples read again come out different."""
+    random = _random_transforms(dataset)
+    stacked: tuple[torch.Tensor, ...] = ()
+    if not random:
+        items = [dataset[i] for i in range(len(dataset))]
+        stacked = tuple(torch.stack([torch.as_tensor(item[j]) for item in items]) for j in range(len(items[0])))
+        if any(not torch.equal(torch.as_tensor(dataset[i][0]), stacked[0][i]) for i in range(min(8, len(items)))):
+            random = ["samples read twice differ"]
+    if random:
+        raise ConfigError(f"data.loader=memory: the {what} ({type(dataset).__name__}) transforms its samples "
+                          f"at random ({', '.join(random)}); stacking it once would freeze them: use "
+                          "data.loader=dataloader, or data.augment with expkit's batched transforms")
+    return stacked

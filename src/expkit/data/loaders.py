@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from expkit.data.augment import apply_batch, batch_seed, check_memory_transforms
 from expkit.engine.loaders import move_to
 from expkit.errors import CheckpointError, ConfigError
 
@@ -115,16 +116,21 @@ class TensorLoader(_Resumable):
     """The in-memory fast path: tensors already on the device, indexed per batch.
 
     No workers, no collation, no host copies: each batch is one ``index_select``
-    on tensors that live on the training device.
+    on tensors that live on the training device. ``augment`` transforms the first tensor
+    of each batch there (``expkit.data.augment``), with per-sample draws from a generator
+    seeded by (seed, epoch, batch position, rank): a resumed epoch gets the same pixels.
     """
 
     def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, *, shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 pad: bool = False, device: torch.device | str = "cpu") -> None:
+                 pad: bool = False, device: torch.device | str = "cpu", augment: Sequence[Any] = ()) -> None:
         super().__init__(len(tensors[0]), batch_size, shuffle=shuffle, drop_last=drop_last,
                          seed=seed, rank=rank, world_size=world_size, pad=pad)
         self.device = torch.device(device)
         self.tensors = [t.to(self.device) for t in tensors]
+        check_memory_transforms(augment)
+        self.augment = list(augment)
+        self.generator = torch.Generator(device=self.device) if self.augment else None
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         indices = self.local_indices().to(self.device)
@@ -133,8 +139,12 @@ class TensorLoader(_Resumable):
         for size in sizes[self.position:]:
             idx = indices[start:start + size]
             start += size
+            batch = [t.index_select(0, idx) for t in self.tensors]
+            if self.augment:
+                self.generator.manual_seed(batch_seed(self.seed, self.epoch, self.position, self.rank))
+                batch[0] = apply_batch(self.augment, batch[0], self.generator)
             self.position += 1
-            yield [t.index_select(0, idx) for t in self.tensors]
+            yield batch
 
 
 class _IndexSampler(Sampler[int]):

@@ -6,7 +6,7 @@ A new datamodule subclasses ``DataOptions`` for its own options next to its clas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from expkit.options import Options, Rule, integer, one_of, option, optional
 
@@ -29,14 +29,11 @@ class DataOptions(Options):
     drop_last: bool = option(False)
     shuffle: bool = option(True, doc="false: the same batch order every epoch")
     seed: int = option(0, integer(0))
-    input_shape: Optional[List[int]] = option(None, doc="read by the model configs; must match the data")
-    num_classes: Optional[int] = option(None, optional(integer(1)), "read by the model configs")
+    augment: List[Any] = option([], doc="training-batch transforms (expkit.data.augment or torchvision v2)")
 
 
 @dataclass
 class DigitsOptions(DataOptions):
-    input_shape: Optional[List[int]] = option([1, 8, 8])
-    num_classes: Optional[int] = option(10, optional(integer(1)))
     val_fraction: float = option(0.1, FRACTION)
     test_fraction: float = option(0.2, FRACTION)
 
@@ -46,8 +43,6 @@ class MNISTOptions(DataOptions):
     """MNIST and Fashion-MNIST."""
 
     batch_size: int = option(128, integer(1), "per process (per rank under DDP)")
-    input_shape: Optional[List[int]] = option([1, 28, 28])
-    num_classes: Optional[int] = option(10, optional(integer(1)))
     root: str = option("data", doc="holds <MNIST|FashionMNIST>/raw/")
     download: bool = option(False)
     val_fraction: float = option(0.1, FRACTION)
@@ -55,10 +50,51 @@ class MNISTOptions(DataOptions):
 
 @dataclass
 class SyntheticOptions(DataOptions):
-    input_shape: Optional[List[int]] = option([1, 8, 8])
-    num_classes: Optional[int] = option(10, optional(integer(2)))
+    input_shape: List[int] = option([1, 8, 8], doc="the shape of one input")
+    num_classes: int = option(10, integer(2))
     num_train: int = option(2048, integer(1))
     num_val: int = option(256, integer(1))
     num_test: int = option(256, integer(1))
 
 
+@dataclass
+class DiabetesOptions(DataOptions):
+    val_fraction: float = option(0.1, FRACTION)
+    test_fraction: float = option(0.2, FRACTION)
+    standardize_target: bool = option(True, doc="targets as z-scores from the train split's mean and std")
+
+
+@dataclass
+class TextOptions(DataOptions):
+    path: Optional[str] = option(None, doc="a UTF-8 text file; null: the Python documentation's topic texts")
+    block_size: int = option(128, integer(1), "characters per window (the model's context)")
+    stride: Optional[int] = option(None, optional(integer(1)), "characters between window starts; null: block_size")
+    max_chars: Optional[int] = option(None, optional(integer(2)), "use only the first N characters; null: all")
+    val_fraction: float = option(0.05, FRACTION, "the text's end is cut into val, then test: no overlap")
+    test_fraction: float = option(0.05, FRACTION)
+
+
+@dataclass
+class CIFAR10Options(DataOptions):
+    batch_size: int = option(128, integer(1), "per process (per rank under DDP)")
+    root: str = option("data", doc="holds cifar-10-batches-py/ (cifar-100-python/ for CIFAR-100)")
+    download: bool = option(False, doc="fetch the archive (checksum verified) when the files are missing")
+    val_fraction: float = option(0.1, FRACTION, "of the 50,000 training images")
+
+
+@dataclass
+class CIFAR100Options(CIFAR10Options):
+    """The same options; cifar-100-python/ under root."""
+
+
+@dataclass
+class ImageFolderOptions(DataOptions):
+    batch_size: int = option(64, integer(1), "per process (per rank under DDP)")
+    num_workers: int = option(2, integer(0), "DataLoader workers that decode the images")
+    root: str = option("data/images", doc="holds <class>/<image>, or train/ and test/ (and val/) laid out so")
+    image_size: int = option(64, integer(1), "every image is resized to image_size x image_size")
+    num_classes: Optional[int] = option(None, optional(integer(1)), "null: one class per subfolder; a number is checked")
+    val_fraction: float = option(0.1, FRACTION)
+    test_fraction: float = option(0.1, FRACTION, "when the folder has no split of its own")
+    mean: List[float] = option([0.485, 0.456, 0.406], doc="per channel, after scaling to [0, 1]")
+    std: List[float] = option([0.229, 0.224, 0.225])

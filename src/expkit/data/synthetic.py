@@ -18,14 +18,14 @@ class SyntheticDataModule(DataModule):
         opts = self.Options.from_kwargs("SyntheticDataModule.", options)
         self.input_shape, self.num_classes = tuple(opts.input_shape), opts.num_classes  # what the base checks
         super().__init__(**options)
-        self.sizes = {"train": opts.num_train, "val": opts.num_val, "test": opts.num_test}
+        self.split_sizes = {"train": opts.num_train, "val": opts.num_val, "test": opts.num_test}
 
     def _load(self) -> dict[str, Split]:
         generator = torch.Generator().manual_seed(self.seed)
         features = int(torch.tensor(self.input_shape).prod())
         teacher = torch.randn(features, self.num_classes, generator=generator)
         splits = {}
-        for name, size in self.sizes.items():
+        for name, size in self.split_sizes.items():
             x = torch.randn(size, *self.input_shape, generator=generator)
             splits[name] = (x, (x.flatten(1) @ teacher).argmax(dim=1))
         return splits

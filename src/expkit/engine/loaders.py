@@ -47,6 +47,16 @@ def batch_limit(limit: int | float | None, loader: Any) -> int | None:
     return int(limit) if available is None else min(int(limit), available)
 
 
+def planned_steps(loader: Any, limit: int | float | None, accumulate: int, max_epochs: int,
+                  max_steps: int) -> int | None:
+    """The optimizer steps a run will take (for per-step schedules), None if the loader has no length."""
+    n_batches = batch_limit(limit, loader)
+    if n_batches is None:
+        return max_steps if max_steps != -1 else None
+    total = -(-n_batches // accumulate) * max_epochs
+    return min(total, max_steps) if max_steps != -1 else total
+
+
 def accumulation_plan(loader: Any, n_batches: int | None, accumulate: int) -> list[tuple[float, bool]] | None:
     """``(loss weight, optimizer step after it)`` for each batch of an epoch; None without accumulation.
 

@@ -14,6 +14,12 @@ import torch
 from expkit.engine import distributed as dist
 
 
+def with_derived(task: object, means: dict[str, float]) -> dict[str, float]:
+    """``means`` and the task's metrics derived from them (``Task.derived_metrics``: ppl = exp(loss))."""
+    derive = getattr(task, "derived_metrics", None)
+    return {**means, **derive(means)} if derive is not None and means else means
+
+
 class MeanAccumulator:
     """Running, sample-weighted means of named scalar tensors.
 

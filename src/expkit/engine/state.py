@@ -51,11 +51,28 @@ def capture(trainer: "Trainer") -> dict[str, Any]:
     }
 
 
-def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
-    """Put a checkpoint's weights into the plain ``model``, refusing ones that do not fit."""
+def _put_weights(model: torch.nn.Module, weights: dict[str, Any], path: str | Path) -> None:
+    """Put ``weights`` into the plain ``model``, refusing ones that do not fit."""
     model = ckpt.unwrap_model(model)
-    ckpt.compare_shapes(model.state_dict(), state["model"], str(path))
-    model.load_state_dict(state["model"])
+    ckpt.compare_shapes(model.state_dict(), weights, str(path))
+    model.load_state_dict(weights)
+
+
+def evaluation_weights(state: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """What evaluating a checkpoint uses: the averaged weights a callback kept (``eval_model`` in
+    its state: the EMA callback) when there are some, else the trained ``model``."""
+    for name, saved in (state.get("callbacks") or {}).items():
+        if isinstance(saved, dict) and isinstance(saved.get("eval_model"), dict) and saved["eval_model"]:
+            return saved["eval_model"], f"{name}'s averaged weights"
+    return state["model"], "weights"
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """Put a checkpoint's evaluation weights (see ``evaluation_weights``) into the plain ``model``."""
+    weights, what = evaluation_weights(state)
+    _put_weights(model, weights, path)
+    if what != "weights":
+        log.info("evaluating %s from %s", what, path)
 
 
 def restore(trainer: "Trainer", state: dict[str, Any], path: str | Path) -> None:
@@ -64,7 +81,7 @@ def restore(trainer: "Trainer", state: dict[str, Any], path: str | Path) -> None
         if key not in state:
             raise CheckpointError(f"checkpoint {path}: has no '{key}' entry, so training cannot resume "
                                   "from it (weights-only file?)")
-    load_weights(trainer.task.model, state, path)
+    _put_weights(trainer.task.model, state["model"], path)
     trainer.optimizer.load_state_dict(state["optimizer"])
     if trainer.scheduler is not None and state.get("scheduler") is not None:
         trainer.scheduler.load_state_dict(state["scheduler"])

@@ -27,8 +27,8 @@ from expkit.engine import distributed as dist
 from expkit.engine import state
 from expkit.engine.callback import Callback, CheckpointCallback
 from expkit.engine.guard import NonFiniteGuard, NonFiniteLossError
-from expkit.engine.loaders import accumulation_plan, as_loader, batch_limit
-from expkit.engine.metrics import MeanAccumulator, TrainMeters
+from expkit.engine.loaders import accumulation_plan, as_loader, batch_limit, planned_steps
+from expkit.engine.metrics import MeanAccumulator, TrainMeters, with_derived
 from expkit.engine.options import TrainerOptions
 from expkit.engine.preemption import Preempted, PreemptionHandler
 from expkit.engine.runtime import Runtime
@@ -68,6 +68,7 @@ class Trainer(Configurable):
         self.scheduler_interval = "epoch"
         self.train_loader: Any = None
         self.config: dict[str, Any] | None = None
+        self.logged: dict[str, float] | None = None  # what log_metrics saw during a standalone test/validate
         self.meters, self.guard, self.preemption = TrainMeters(), NonFiniteGuard(), PreemptionHandler()
 
     def __getattr__(self, name: str) -> Any:  # trainer.max_epochs etc.: the options, read-only
@@ -82,8 +83,11 @@ class Trainer(Configurable):
         self.config = config
         self._attach(task)
         datamodule.setup("fit")
-        self.optimizer, self.scheduler, self.scheduler_interval = task.configure_optimizers()
         self.train_loader, val_loader = self._loader(datamodule, "train"), self._loader(datamodule, "val")
+        o = self.opts  # per-step schedules (warmup_cosine) read the run's length:
+        task.planned_steps = planned_steps(self.train_loader, o.limit_train_batches, o.accumulate_grad_batches,
+                                           o.max_epochs, o.max_steps)
+        self.optimizer, self.scheduler, self.scheduler_interval = task.configure_optimizers()
         if ckpt_path is not None:
             state.restore(self, ckpt.load(ckpt_path, map_location=self.device), ckpt_path)
             self.last_checkpoint_path = str(ckpt_path)
@@ -96,7 +100,8 @@ class Trainer(Configurable):
                 self._call("on_fit_start")
                 if ckpt_path is None and self.opts.num_sanity_val_steps > 0:
                     self.stage = "sanity"
-                    self._evaluate(task, val_loader, "val", self.opts.num_sanity_val_steps, hooks=False)
+                    sanity = self._evaluate(task, val_loader, "val", self.opts.num_sanity_val_steps, hooks=False)
+                    self._call("on_sanity_check_end", sanity)  # a monitored metric it lacks fails now
                 while not (self.epoch >= self.opts.max_epochs or self.should_stop or self._max_steps_reached()):
                     if self.epoch_finished:  # restored at an epoch boundary
                         self.epoch, self.epoch_finished = self.epoch + 1, False
@@ -119,7 +124,7 @@ class Trainer(Configurable):
         self._call("on_train_epoch_start")
         completed = self._train_epoch(task)
         if completed:
-            train = {f"train/{k}": v for k, v in self.meters.epoch_means().items()}
+            train = {f"train/{k}": v for k, v in with_derived(task, self.meters.epoch_means()).items()}
             self._check_finite()
             self.log_metrics({**train, "epoch": float(self.epoch)})
             if self.scheduler is not None and self.scheduler_interval == "epoch":
@@ -182,7 +187,7 @@ class Trainer(Configurable):
                 self.scheduler.step()
             self.global_step += 1
             if self.global_step % self.opts.log_every_n_steps == 0:
-                window = {f"train/{k}_step": v for k, v in self.meters.window_means().items()}
+                window = {f"train/{k}_step": v for k, v in with_derived(task, self.meters.window_means()).items()}
                 self._check_finite()
                 self.log_metrics(window)
         if self.guard.full:  # no log for a long while: check now to bound memory
@@ -224,7 +229,7 @@ class Trainer(Configurable):
             metrics.update(result.metrics, result.batch_size)
             if hooks and stage == "val":
                 self._call("on_validation_batch_end", result, batch, batch_idx)
-        values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
+        values = {f"{stage}/{k}": v for k, v in with_derived(task, metrics.compute()).items()}
         if hooks:
             self.log_metrics(values)
             self._call("on_validation_end" if stage == "val" else "on_test_end")
@@ -251,12 +256,13 @@ class Trainer(Configurable):
             state.load_weights(task.model, ckpt.load(ckpt_path, map_location=self.device), ckpt_path)
             log.info("%s with weights from %s", stage, ckpt_path)
         loader = self._loader(datamodule, stage)
-        self.stage = stage
+        self.stage, self.logged = stage, {}
         limit = self.opts.limit_val_batches if stage == "val" else self.opts.limit_test_batches
-        try:
-            return self._evaluate(task, loader, stage, batch_limit(limit, loader))
+        try:  # everything logged meanwhile (callbacks' own test/* metrics too), then the split's means
+            values = self._evaluate(task, loader, stage, batch_limit(limit, loader))
+            return {**self.logged, **values}
         finally:
-            self.stage = "idle"
+            self.stage, self.logged = "idle", None
             if self.logger is not None and dist.is_rank_zero():
                 self.logger.flush()
 
@@ -322,6 +328,8 @@ class Trainer(Configurable):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Record metrics for callbacks and send them to the logger (rank 0 only)."""
         self.callback_metrics.update(metrics)
+        if self.logged is not None:
+            self.logged.update(metrics)
         if self.logger is not None and dist.is_rank_zero():
             self.logger.log_metrics(metrics, self.global_step if step is None else step)
 

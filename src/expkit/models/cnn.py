@@ -10,7 +10,7 @@ from expkit.errors import ConfigError
 
 
 class CNN(nn.Module):
-    def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
+    def __init__(self, input_shape: Sequence[int], num_outputs: int, channels: Sequence[int] = (32, 64),
                  hidden_size: int = 128, dropout: float = 0.0) -> None:
         super().__init__()
         if len(input_shape) != 3:
@@ -25,7 +25,7 @@ class CNN(nn.Module):
                               f"pooling blocks (height and width must be >= {2 ** len(channels)})")
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * height * width, hidden_size), nn.ReLU(),
-                                  nn.Dropout(dropout), nn.Linear(hidden_size, num_classes))
+                                  nn.Dropout(dropout), nn.Linear(hidden_size, num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

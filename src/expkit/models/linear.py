@@ -9,9 +9,9 @@ from torch import nn
 
 
 class Linear(nn.Module):
-    def __init__(self, input_shape: Sequence[int], num_classes: int) -> None:
+    def __init__(self, input_shape: Sequence[int], num_outputs: int) -> None:
         super().__init__()
-        self.layer = nn.Linear(math.prod(input_shape), num_classes)
+        self.layer = nn.Linear(math.prod(input_shape), num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x.flatten(1))

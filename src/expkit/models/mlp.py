@@ -11,7 +11,7 @@ from expkit.errors import ConfigError
 
 
 class MLP(nn.Module):
-    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int] = (128, 64),
+    def __init__(self, input_shape: Sequence[int], num_outputs: int, hidden_sizes: Sequence[int] = (128, 64),
                  dropout: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -23,7 +23,7 @@ class MLP(nn.Module):
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = hidden
-        layers.append(nn.Linear(width, num_classes))
+        layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 from expkit.errors import ConfigError
 from expkit.options import Configurable
 from expkit.tasks.options import TaskOptions
+from expkit.tasks.param_groups import parameter_groups
 
 
 @dataclass
@@ -35,11 +36,16 @@ class Task(nn.Module, Configurable):
     """
 
     Options = TaskOptions
+    #: The pictures ``TensorBoardImages`` draws for this task at each validation (none by default):
+    #: ``confusion_matrix`` and ``predictions`` (classification), ``scatter`` (regression).
+    pictures: tuple[str, ...] = ()
+    planned_steps: int | None = None  # set by the trainer before configure_optimizers (None: unknown)
 
     def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, **options: Any) -> None:
         super().__init__()
-        self.scheduler_interval = self.configure(options).scheduler_interval
+        opts = self.configure(options)
+        self.scheduler_interval, self.monitor, self.mode = opts.scheduler_interval, opts.monitor, opts.mode
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -48,9 +54,11 @@ class Task(nn.Module, Configurable):
         """Build (optimizer, scheduler or None, 'epoch' | 'step') from the partials given."""
         if self.optimizer_factory is None:
             raise ConfigError("the task has no optimizer: pass optimizer=partial(torch.optim.Adam, lr=...)")
-        optimizer = self.optimizer_factory(self.model.parameters())
+        optimizer = self.optimizer_factory(parameter_groups(self.model, self.opts.norm_bias_weight_decay))
         scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory is not None else None
-        return optimizer, scheduler, self.scheduler_interval
+        if scheduler is not None and getattr(scheduler, "total_steps", 0) is None:
+            scheduler.total_steps = self.planned_steps  # warmup_cosine: as long as the run
+        return optimizer, scheduler, getattr(scheduler, "interval", self.scheduler_interval)
 
     def training_step(self, batch: Any) -> StepResult:
         raise NotImplementedError
@@ -60,6 +68,11 @@ class Task(nn.Module, Configurable):
 
     def test_step(self, batch: Any) -> StepResult:
         return self.validation_step(batch)
+
+    def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from a split's exact epoch means (perplexity = exp(mean loss)); the
+        engine adds them wherever it turns sums into means, so they are exact too."""
+        return {}
 
     def example_input(self, batch: Any) -> Any:
         """The model input inside a batch (used to trace the model graph)."""
