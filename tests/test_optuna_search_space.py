@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from expkit.errors import ConfigError
 from expkit.sweep import search_space, study as studies
-from hydra_plugins.expkit_optuna_sweeper import config as sweeper_config
+from hydra_plugins.pruning_optuna_sweeper import config as sweeper_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -110,7 +110,7 @@ def test_every_sampler_and_pruner_option_composes_with_the_search_config(sampler
             "hparams_search=digits_optuna", f"hydra/sweeper/sampler={sampler}", f"hydra/sweeper/pruner={pruner}",
             "hydra.sweeper.sampler.seed=5"])
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("ExpkitOptunaSweeper") and sweeper.study_name == "digits_optuna"
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.study_name == "digits_optuna"
     assert sweeper.sampler.seed == 5
     assert type(instantiate(sweeper.pruner)).__name__ == pruner_class
     assert cfg.callbacks.optuna_pruning.monitor == "val/acc"  # the trial's side of pruning comes with it

@@ -20,7 +20,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.expkit_optuna_sweeper.config import ExpkitOptunaSweeperConf  # noqa: F401 - registers configs
+from hydra_plugins.pruning_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 - registers configs
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _parallelism(config: DictConfig, n_jobs: int | None) -> int:
     return n_jobs
 
 
-class ExpkitOptunaSweeper(Sweeper):
+class OptunaSweeper(Sweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, study_name: str | None, storage: str | None,
                  n_trials: int, n_jobs: int | None, params: dict[str, Any] | None, trial: int | None = None) -> None:
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
@@ -240,4 +240,4 @@ def _write_plan_count(sweep_dir: Path, target: int) -> None:
     write_json_atomic(path, plan)
 
 
-__all__ = ["ExpkitOptunaSweeper"]
+__all__ = ["OptunaSweeper"]

@@ -97,8 +97,8 @@ class NopPrunerConf:
 
 
 @dataclass
-class ExpkitOptunaSweeperConf:
-    _target_: str = "hydra_plugins.expkit_optuna_sweeper.sweeper.ExpkitOptunaSweeper"
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.pruning_optuna_sweeper.sweeper.OptunaSweeper"
     _recursive_: bool = False  # the sweeper builds sampler and pruner itself (grid needs the search space)
     defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "none"}])
     sampler: Any = MISSING
@@ -114,7 +114,7 @@ class ExpkitOptunaSweeperConf:
 
 def register() -> None:
     store = ConfigStore.instance()
-    store.store(group="hydra/sweeper", name=SWEEPER_NAME, node=ExpkitOptunaSweeperConf, provider="expkit")
+    store.store(group="hydra/sweeper", name=SWEEPER_NAME, node=OptunaSweeperConf, provider="expkit")
     for name, node in {"tpe": TPESamplerConf, "random": RandomSamplerConf, "grid": GridSamplerConf,
                        "cmaes": CmaEsSamplerConf, "gp": GPSamplerConf}.items():
         store.store(group="hydra/sweeper/sampler", name=name, node=node, package="hydra.sweeper.sampler",
