@@ -190,5 +190,7 @@ def test_model_timm_builds_any_timm_model_from_the_config():
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["model=timm", "model.model_name=resnet10t", "data=synthetic",
                                           "data.input_shape=[3,16,16]", "data.num_classes=5"])
-    model = instantiate(cfg.model)
-    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    from expkit.config.sizes import build_model
+
+    model, sizes = build_model(cfg.model, instantiate(cfg.data))  # the class count comes from the data
+    assert sizes["num_outputs"] == 5 and model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
