@@ -380,6 +380,18 @@ def tiny_engine(dm: DataModule, watch: Stopwatch) -> nn.Module:
     return task.model
 
 
+def _summed_step(model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
+                 loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+    """One hand-written step that also sums the loss and the correct predictions on the device."""
+    logits = model(xb)
+    loss = F.cross_entropy(logits, yb)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum += loss.detach() * len(yb)
+    correct += (logits.argmax(1) == yb).sum()
+
+
 def tiny_hand(dm: DataModule, watch: Stopwatch) -> nn.Module:
     """By hand, the same work: each step sums the loss and the correct predictions on the
     device (what the engine keeps for its exact epoch means), one validation at the end."""
@@ -396,13 +408,7 @@ def tiny_hand(dm: DataModule, watch: Stopwatch) -> nn.Module:
             for start in range(0, len(y), TINY["batch_size"]):
                 idx = order[start:start + TINY["batch_size"]]
                 xb, yb = x[idx], y[idx]
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.detach() * len(yb)
-                correct += (logits.argmax(1) == yb).sum()
+                _summed_step(model, optimizer, xb, yb, loss_sum, correct)
             float(loss_sum), float(correct)  # the epoch means are read once
         model.eval()
         with torch.no_grad():
@@ -545,13 +551,7 @@ def aug_hand(dm: DataModule, watch: Stopwatch, threads: int) -> nn.Module:
                 idx = order[start:start + bs]
                 generator.manual_seed(batch_seed(SEED, epoch, position, 0))
                 xb, yb = apply_batch(dm.augment, x.index_select(0, idx), generator), y.index_select(0, idx)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.detach() * len(yb)
-                correct += (logits.argmax(1) == yb).sum()
+                _summed_step(model, optimizer, xb, yb, loss_sum, correct)
             float(loss_sum), float(correct)
         model.eval()
         with torch.no_grad():

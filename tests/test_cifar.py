@@ -155,7 +155,7 @@ def test_image_folder_trains_through_train_py_with_workers(tmp_path):
 
 @pytest.mark.slow
 def test_cifar10_resnet18_experiment_runs_one_epoch(tmp_path):
-    write_cifar10(tmp_path / "data", per_batch=12)
+    write_cifar10(tmp_path / "data", per_batch=8)
     train("experiment=cifar10_resnet18", f"data.root={tmp_path / 'data'}", "trainer.max_epochs=1",
           "data.batch_size=16", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
     metrics = read_json(tmp_path / "run" / "metrics.json")
