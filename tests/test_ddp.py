@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import ddp_helpers
+from expkit.engine.threads import cores_given
 from conftest import FAST, ROOT, read_json, read_scalars, train
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def engine_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engine")
     single_ckpts, ddp_ckpts = tmp / "single", tmp / "ddp"
     ddp_helpers.fit(GLOBAL_BATCH, max_epochs=2, stop_at_step=MID_STEP, checkpoint_dir=str(single_ckpts))
-    results = run_workers(ddp_helpers.ddp_worker, 2, (GLOBAL_BATCH // 2, MID_STEP,
+    results = run_workers(ddp_helpers.ddp_worker, 2, (GLOBAL_BATCH, MID_STEP,
                                                       str(single_ckpts / "last.ckpt"), str(ddp_ckpts)))
     single = ddp_helpers.fit(GLOBAL_BATCH, max_epochs=2)
     return {"ddp": results, "single": single, "ddp_mid_ckpt": ddp_ckpts / "last.ckpt"}
@@ -48,7 +49,7 @@ def assert_same_weights(a: dict, b: dict, atol: float = 1e-5) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m: f"{key}: {m}")
 
 
-def test_two_ranks_with_half_batches_equal_one_process(engine_runs):
+def test_two_ranks_sharing_the_global_batch_equal_one_process(engine_runs):
     ddp, single = engine_runs["ddp"], engine_runs["single"]
     assert_same_weights(ddp[0]["weights"], ddp[1]["weights"], atol=0)  # DDP keeps the replicas identical
     assert_same_weights(ddp[0]["weights"], single)
@@ -120,13 +121,24 @@ def single_process_run(tmp_path_factory):
 
 
 def test_python_launch_leaves_one_complete_run_dir(tmp_path, single_process_run):
-    proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "data.batch_size=32",
+    proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "data.batch_size=64",
                  env={"EXPKIT_ROOT": str(tmp_path), **WORKER_ENV})
     run = only_run_dir(tmp_path)
     metrics = assert_complete_run_dir(run)
     assert "rank 1" not in proc.stderr  # other ranks stay quiet when all goes well
-    # 2 x 32 per step is the single process's 64: the same steps, so nearly the same model.
-    assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
+    # The global batch of 64 is shared by the 2 ranks: the same steps as one process.
+    assert_same_metrics(metrics, single_process_run)
+    log = (run / "train.log").read_text()
+    assert "batch: 64 per forward pass (2 ranks x 32) = 64 samples per optimizer step" in log
+    if "OMP_NUM_THREADS" not in os.environ:  # 2 ranks share the cores of this machine
+        cores = cores_given()
+        assert f"intra-op threads per process: {max(1, cores // 2)} ({cores} core(s) / 2 rank(s)" in log
+
+
+def assert_same_metrics(metrics: dict, single: dict) -> None:
+    assert metrics.keys() == single.keys()
+    for key, value in single.items():
+        assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
 
 
 def torchrun(*overrides: str, timeout: int, **env: str) -> subprocess.CompletedProcess:
@@ -138,10 +150,10 @@ def torchrun(*overrides: str, timeout: int, **env: str) -> subprocess.CompletedP
 
 
 def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
-    proc = torchrun("data.batch_size=32", timeout=240, EXPKIT_ROOT=str(tmp_path))
+    proc = torchrun("data.batch_size=64", timeout=240, EXPKIT_ROOT=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = assert_complete_run_dir(only_run_dir(tmp_path))
-    assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
+    assert_same_metrics(metrics, single_process_run)
 
 
 def test_failing_rank_stops_the_job_with_its_error(tmp_path):

@@ -19,8 +19,8 @@ FRACTION = Rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool
 class DataOptions(Options):
     """What every datamodule accepts (``expkit.data.base.DataModule``)."""
 
-    batch_size: int = option(64, integer(1), "per process (per rank under DDP)")
-    eval_batch_size: Optional[int] = option(None, optional(integer(1)), "null: max(batch_size, 256)")
+    batch_size: int = option(64, integer(1), "global: all ranks together (each takes batch_size / world size)")
+    eval_batch_size: Optional[int] = option(None, optional(integer(1)), "global like batch_size; null: max(batch_size, 256)")
     loader: str = option("auto", one_of(*LOADERS), "memory: tensors on the device; dataloader: torch DataLoader")
     num_workers: int = option(0, integer(0), "DataLoader path only")
     pin_memory: Optional[bool] = option(None, doc="DataLoader path; null: on CUDA")
@@ -45,7 +45,7 @@ class DigitsOptions(DataOptions):
 class MNISTOptions(DataOptions):
     """MNIST and Fashion-MNIST."""
 
-    batch_size: int = option(128, integer(1), "per process (per rank under DDP)")
+    batch_size: int = option(128, integer(1), "global: all ranks together (each takes batch_size / world size)")
     input_shape: Optional[List[int]] = option([1, 28, 28])
     num_classes: Optional[int] = option(10, optional(integer(1)))
     root: str = option("data", doc="holds <MNIST|FashionMNIST>/raw/")

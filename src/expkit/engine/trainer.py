@@ -27,7 +27,7 @@ from expkit.engine import distributed as dist
 from expkit.engine import state
 from expkit.engine.callback import Callback, CheckpointCallback
 from expkit.engine.guard import NonFiniteGuard, NonFiniteLossError
-from expkit.engine.loaders import accumulation_plan, as_loader, batch_limit
+from expkit.engine.loaders import accumulation_plan, as_loader, batch_limit, describe_batches
 from expkit.engine.metrics import MeanAccumulator, TrainMeters
 from expkit.engine.options import TrainerOptions
 from expkit.engine.preemption import Preempted, PreemptionHandler
@@ -84,6 +84,8 @@ class Trainer(Configurable):
         datamodule.setup("fit")
         self.optimizer, self.scheduler, self.scheduler_interval = task.configure_optimizers()
         self.train_loader, val_loader = self._loader(datamodule, "train"), self._loader(datamodule, "val")
+        if dist.is_rank_zero() and (batches := describe_batches(self.train_loader, self.opts.accumulate_grad_batches)):
+            log.info("%s", batches)
         if ckpt_path is not None:
             state.restore(self, ckpt.load(ckpt_path, map_location=self.device), ckpt_path)
             self.last_checkpoint_path = str(ckpt_path)
