@@ -141,6 +141,17 @@ def assert_same_metrics(metrics: dict, single: dict) -> None:
         assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
 
 
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_ddp_under_a_sweep_launcher_gives_the_plain_run_metrics(tmp_path, single_process_run, launcher):
+    # Their workers get the job's functions pickled by value from the launcher's __main__.
+    train("-m", f"launcher={launcher}", *FAST, "trainer=ddp", "trainer.devices=2", "data.batch_size=64",
+          "seed=42", env={"EXPKIT_ROOT": str(tmp_path), **WORKER_ENV}, timeout=400)
+    (sweep,) = (tmp_path / "outputs" / "train" / "multirun").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0"]
+    assert read_json(sweep / "0" / "status.json")["status"] == "ok"
+    assert_same_metrics(read_json(sweep / "0" / "metrics.json"), single_process_run)
+
+
 def torchrun(*overrides: str, timeout: int, **env: str) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node=2 train.py trainer=ddp <overrides>`` as a real subprocess."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
