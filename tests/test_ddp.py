@@ -167,6 +167,41 @@ def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
     assert_same_metrics(metrics, single_process_run)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_agents(nodes: int, *args: str, overrides: tuple[str, ...], env: dict[str, str],
+                    timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """``nodes`` torchrun agents of one job (a c10d rendezvous on loopback), each a real subprocess
+    as on its own node: one process per agent."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", "--nproc_per_node=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=expkit-test",
+               "--local-addr=127.0.0.1", *args, str(ROOT / "train.py"), *overrides]
+    env = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1", **env}
+    agents = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(nodes)]
+    done = []
+    for agent in agents:
+        out, err = agent.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(command, agent.returncode, out, err))
+    return done
+
+
+def test_two_torchrun_agents_on_loopback_act_as_two_nodes(tmp_path, single_process_run):
+    agents = torchrun_agents(2, overrides=(*FAST, "trainer=ddp", "data.batch_size=64", "trainer.num_threads=1"),
+                             env={"EXPKIT_ROOT": str(tmp_path)})
+    for agent in agents:
+        assert agent.returncode == 0, agent.stderr[-4000:]
+    metrics = assert_complete_run_dir(only_run_dir(tmp_path))
+    assert_same_metrics(metrics, single_process_run)
+
+
 def test_failing_rank_stops_the_job_with_its_error(tmp_path):
     # The timeout only guards against a hang; a healthy failure ends within seconds.
     proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "task._target_=ddp_helpers.FailOnRankTask",
