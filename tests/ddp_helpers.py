@@ -23,6 +23,31 @@ class FailOnRankTask(ClassificationTask):
         return super().training_step(batch)
 
 
+class HangOnRankTask(ClassificationTask):
+    """On torchrun's first attempt, rank 1 writes its pid to the file named by
+    ``EXPKIT_TEST_HANG_MARKER`` at its 30th training step and then waits there to be killed;
+    after a restart (or without that variable) it trains like ``ClassificationTask``."""
+
+    hang_rank, hang_at_step = 1, 30
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._steps = 0
+
+    def training_step(self, batch):
+        import os
+        import time
+        from pathlib import Path
+
+        self._steps += 1
+        marker = os.environ.get("EXPKIT_TEST_HANG_MARKER")
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if marker and first_attempt and dist.rank() == self.hang_rank and self._steps == self.hang_at_step:
+            Path(marker).write_text(str(os.getpid()))
+            time.sleep(600)
+        return super().training_step(batch)
+
+
 # ----------------------------------------------------------------- engine-level runs
 # Plain SGD, no dropout, a training set that divides evenly: one process with batch B and
 # two with B/2 each must take the same steps. The validation set (51 samples, batches of

@@ -202,6 +202,42 @@ def test_two_torchrun_agents_on_loopback_act_as_two_nodes(tmp_path, single_proce
     assert_same_metrics(metrics, single_process_run)
 
 
+def test_torchrun_restarts_a_killed_worker_and_ends_with_the_uninterrupted_weights(tmp_path):
+    import signal
+    import time
+
+    overrides = ("trainer.max_epochs=2", "trainer.num_sanity_val_steps=0", "trainer=ddp", "trainer.num_threads=1",
+                 "logger=none", "test=false", "task._target_=ddp_helpers.HangOnRankTask")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "--max-restarts=1", str(ROOT / "train.py"), *overrides]
+    env = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1"}
+    plain = subprocess.run([*command, f"hydra.run.dir={tmp_path / 'plain'}"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-4000:]
+    marker = tmp_path / "hanging.pid"  # rank 1 hangs at step 30 (epoch 1; last.ckpt of epoch 0 is saved)
+    agent = subprocess.Popen([*command, f"paths.root_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE,
+                             env={**env, "EXPKIT_TEST_HANG_MARKER": str(marker)}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() or not marker.read_text():
+            assert agent.poll() is None and time.monotonic() < deadline, "the worker never reached the step"
+            time.sleep(0.2)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        out, err = agent.communicate(timeout=300)
+    finally:
+        agent.kill()
+    assert agent.returncode == 0, err[-4000:]
+    run = only_run_dir(tmp_path)
+    assert read_json(run / "status.json")["status"] == "ok"
+    log = (run / "train.log").read_text()
+    assert "epoch 1 done" in log and "resum" in log.lower()
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    expected = torch.load(tmp_path / "plain" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["loop"]["global_step"] == expected["loop"]["global_step"]
+    for key, value in expected["model"].items():
+        assert torch.equal(final["model"][key], value), key  # bit for bit
+
+
 def test_failing_rank_stops_the_job_with_its_error(tmp_path):
     # The timeout only guards against a hang; a healthy failure ends within seconds.
     proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "task._target_=ddp_helpers.FailOnRankTask",
