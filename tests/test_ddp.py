@@ -238,6 +238,38 @@ def test_torchrun_restarts_a_killed_worker_and_ends_with_the_uninterrupted_weigh
         assert torch.equal(final["model"][key], value), key  # bit for bit
 
 
+def slurm_tasks(*overrides: str, env: dict[str, str], timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """Two tasks of one SLURM step on this node, started with the variables srun gives each task."""
+    common = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1", "SLURM_JOB_ID": str(free_port()),
+              "SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NUM_NODES": "1",
+              "SLURM_STEP_NODELIST": "127.0.0.1", **env}
+    tasks = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, text=True,
+                              env={**common, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
+    done = []
+    for task in tasks:
+        out, err = task.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(task.args, task.returncode, out, err))
+    return done
+
+
+def test_slurm_tasks_of_one_step_are_the_ranks_of_one_ddp_job(tmp_path, single_process_run):
+    tasks = slurm_tasks(*FAST, "trainer=ddp", "data.batch_size=64", "trainer.num_threads=1",
+                        env={"EXPKIT_ROOT": str(tmp_path)})
+    for task in tasks:
+        assert task.returncode == 0, task.stderr[-4000:]
+    assert_same_metrics(assert_complete_run_dir(only_run_dir(tmp_path)), single_process_run)
+
+
+def test_slurm_tasks_without_ddp_are_refused_with_one_line(tmp_path):
+    tasks = slurm_tasks(*FAST, "logger=none", env={"EXPKIT_ROOT": str(tmp_path)}, timeout=120)
+    for task in tasks:
+        assert task.returncode == 2, task.stderr[-3000:]
+        assert task.stderr.strip().splitlines()[-1].endswith(
+            "error: trainer.strategy='auto': this process is one of WORLD_SIZE=2 started by SLURM (tasks of one "
+            "step); use trainer=ddp (or a single task)")
+
+
 def test_failing_rank_stops_the_job_with_its_error(tmp_path):
     # The timeout only guards against a hang; a healthy failure ends within seconds.
     proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "task._target_=ddp_helpers.FailOnRankTask",

@@ -52,8 +52,9 @@ def check_torchrun_world(cfg: Any) -> None:
     """Several torchrun processes without DDP would each train alone on all the data."""
     world = dist.torchrun_world_size()
     if world > 1 and cfg.trainer.get("strategy") != "ddp":
+        starter = "SLURM (tasks of one step)" if os.environ.get("EXPKIT_SLURM_RANKS") else "torchrun"
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')!r}: this process is one of "
-                          f"WORLD_SIZE={world} started by torchrun; use trainer=ddp")
+                          f"WORLD_SIZE={world} started by {starter}; use trainer=ddp (or a single task)")
 
 
 def num_workers(cfg: Any) -> int:

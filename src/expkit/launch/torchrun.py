@@ -17,6 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
+from expkit.launch.slurm import adopt_slurm_ranks
 from expkit.logging_setup import rank_logging_config
 
 #: Store key for rank 0's run directory (one per attempt: the store outlives a restart of the workers).
@@ -34,6 +35,7 @@ class SharedRunDir(Callback):
         self.timeout_s = timeout_s
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        adopt_slurm_ranks()  # `srun -n N python train.py ...`: the tasks are the ranks
         if not in_multi_process_job():
             return
         from expkit.engine import distributed as dist
@@ -51,6 +53,9 @@ class SharedRunDir(Callback):
             config.hydra.run.dir = directory
         if restart_count() > 0:
             resume_after_restart(config, Path(directory))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        adopt_slurm_ranks()  # a sweep job of several SLURM tasks (submitit): its run directory is fixed
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if in_multi_process_job():
