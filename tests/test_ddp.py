@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import ddp_helpers
+from expkit.engine.threads import cores_given
 from conftest import FAST, ROOT, read_json, read_scalars, train
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def engine_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engine")
     single_ckpts, ddp_ckpts = tmp / "single", tmp / "ddp"
     ddp_helpers.fit(GLOBAL_BATCH, max_epochs=2, stop_at_step=MID_STEP, checkpoint_dir=str(single_ckpts))
-    results = run_workers(ddp_helpers.ddp_worker, 2, (GLOBAL_BATCH // 2, MID_STEP,
+    results = run_workers(ddp_helpers.ddp_worker, 2, (GLOBAL_BATCH, MID_STEP,
                                                       str(single_ckpts / "last.ckpt"), str(ddp_ckpts)))
     single = ddp_helpers.fit(GLOBAL_BATCH, max_epochs=2)
     return {"ddp": results, "single": single, "ddp_mid_ckpt": ddp_ckpts / "last.ckpt"}
@@ -48,7 +49,7 @@ def assert_same_weights(a: dict, b: dict, atol: float = 1e-5) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m: f"{key}: {m}")
 
 
-def test_two_ranks_with_half_batches_equal_one_process(engine_runs):
+def test_two_ranks_sharing_the_global_batch_equal_one_process(engine_runs):
     ddp, single = engine_runs["ddp"], engine_runs["single"]
     assert_same_weights(ddp[0]["weights"], ddp[1]["weights"], atol=0)  # DDP keeps the replicas identical
     assert_same_weights(ddp[0]["weights"], single)
@@ -120,13 +121,35 @@ def single_process_run(tmp_path_factory):
 
 
 def test_python_launch_leaves_one_complete_run_dir(tmp_path, single_process_run):
-    proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "data.batch_size=32",
+    proc = train(*FAST, "trainer=ddp", "trainer.devices=2", "data.batch_size=64",
                  env={"EXPKIT_ROOT": str(tmp_path), **WORKER_ENV})
     run = only_run_dir(tmp_path)
     metrics = assert_complete_run_dir(run)
     assert "rank 1" not in proc.stderr  # other ranks stay quiet when all goes well
-    # 2 x 32 per step is the single process's 64: the same steps, so nearly the same model.
-    assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
+    # The global batch of 64 is shared by the 2 ranks: the same steps as one process.
+    assert_same_metrics(metrics, single_process_run)
+    log = (run / "train.log").read_text()
+    assert "batch: 64 per forward pass (2 ranks x 32) = 64 samples per optimizer step" in log
+    if "OMP_NUM_THREADS" not in os.environ:  # 2 ranks share the cores of this machine
+        cores = cores_given()
+        assert f"intra-op threads per process: {max(1, cores // 2)} ({cores} core(s) / 2 rank(s)" in log
+
+
+def assert_same_metrics(metrics: dict, single: dict) -> None:
+    assert metrics.keys() == single.keys()
+    for key, value in single.items():
+        assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_ddp_under_a_sweep_launcher_gives_the_plain_run_metrics(tmp_path, single_process_run, launcher):
+    # Their workers get the job's functions pickled by value from the launcher's __main__.
+    train("-m", f"launcher={launcher}", *FAST, "trainer=ddp", "trainer.devices=2", "data.batch_size=64",
+          "seed=42", env={"EXPKIT_ROOT": str(tmp_path), **WORKER_ENV}, timeout=400)
+    (sweep,) = (tmp_path / "outputs" / "train" / "multirun").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0"]
+    assert read_json(sweep / "0" / "status.json")["status"] == "ok"
+    assert_same_metrics(read_json(sweep / "0" / "metrics.json"), single_process_run)
 
 
 def torchrun(*overrides: str, timeout: int, **env: str) -> subprocess.CompletedProcess:
@@ -138,10 +161,113 @@ def torchrun(*overrides: str, timeout: int, **env: str) -> subprocess.CompletedP
 
 
 def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
-    proc = torchrun("data.batch_size=32", timeout=240, EXPKIT_ROOT=str(tmp_path))
+    proc = torchrun("data.batch_size=64", timeout=240, EXPKIT_ROOT=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = assert_complete_run_dir(only_run_dir(tmp_path))
-    assert metrics["test/acc"] == pytest.approx(single_process_run["test/acc"], abs=0.02)
+    assert_same_metrics(metrics, single_process_run)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_agents(nodes: int, *args: str, overrides: tuple[str, ...], env: dict[str, str],
+                    timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """``nodes`` torchrun agents of one job (a c10d rendezvous on loopback), each a real subprocess
+    as on its own node: one process per agent."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", "--nproc_per_node=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=expkit-test",
+               "--local-addr=127.0.0.1", *args, str(ROOT / "train.py"), *overrides]
+    env = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1", **env}
+    agents = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(nodes)]
+    done = []
+    for agent in agents:
+        out, err = agent.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(command, agent.returncode, out, err))
+    return done
+
+
+def test_two_torchrun_agents_on_loopback_act_as_two_nodes(tmp_path, single_process_run):
+    agents = torchrun_agents(2, overrides=(*FAST, "trainer=ddp", "data.batch_size=64", "trainer.num_threads=1"),
+                             env={"EXPKIT_ROOT": str(tmp_path)})
+    for agent in agents:
+        assert agent.returncode == 0, agent.stderr[-4000:]
+    metrics = assert_complete_run_dir(only_run_dir(tmp_path))
+    assert_same_metrics(metrics, single_process_run)
+
+
+def test_torchrun_restarts_a_killed_worker_and_ends_with_the_uninterrupted_weights(tmp_path):
+    import signal
+    import time
+
+    overrides = ("trainer.max_epochs=2", "trainer.num_sanity_val_steps=0", "trainer=ddp", "trainer.num_threads=1",
+                 "logger=none", "test=false", "task._target_=ddp_helpers.HangOnRankTask")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "--max-restarts=1", str(ROOT / "train.py"), *overrides]
+    env = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1"}
+    plain = subprocess.run([*command, f"hydra.run.dir={tmp_path / 'plain'}"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-4000:]
+    marker = tmp_path / "hanging.pid"  # rank 1 hangs at step 30 (epoch 1; last.ckpt of epoch 0 is saved)
+    agent = subprocess.Popen([*command, f"paths.root_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE,
+                             env={**env, "EXPKIT_TEST_HANG_MARKER": str(marker)}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() or not marker.read_text():
+            assert agent.poll() is None and time.monotonic() < deadline, "the worker never reached the step"
+            time.sleep(0.2)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        out, err = agent.communicate(timeout=300)
+    finally:
+        agent.kill()
+    assert agent.returncode == 0, err[-4000:]
+    run = only_run_dir(tmp_path)
+    assert read_json(run / "status.json")["status"] == "ok"
+    log = (run / "train.log").read_text()
+    assert "epoch 1 done" in log and "resum" in log.lower()
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    expected = torch.load(tmp_path / "plain" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["loop"]["global_step"] == expected["loop"]["global_step"]
+    for key, value in expected["model"].items():
+        assert torch.equal(final["model"][key], value), key  # bit for bit
+
+
+def slurm_tasks(*overrides: str, env: dict[str, str], timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """Two tasks of one SLURM step on this node, started with the variables srun gives each task."""
+    common = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1", "SLURM_JOB_ID": str(free_port()),
+              "SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NUM_NODES": "1",
+              "SLURM_STEP_NODELIST": "127.0.0.1", **env}
+    tasks = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, text=True,
+                              env={**common, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
+    done = []
+    for task in tasks:
+        out, err = task.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(task.args, task.returncode, out, err))
+    return done
+
+
+def test_slurm_tasks_of_one_step_are_the_ranks_of_one_ddp_job(tmp_path, single_process_run):
+    tasks = slurm_tasks(*FAST, "trainer=ddp", "data.batch_size=64", "trainer.num_threads=1",
+                        env={"EXPKIT_ROOT": str(tmp_path)})
+    for task in tasks:
+        assert task.returncode == 0, task.stderr[-4000:]
+    assert_same_metrics(assert_complete_run_dir(only_run_dir(tmp_path)), single_process_run)
+
+
+def test_slurm_tasks_without_ddp_are_refused_with_one_line(tmp_path):
+    tasks = slurm_tasks(*FAST, "logger=none", env={"EXPKIT_ROOT": str(tmp_path)}, timeout=120)
+    for task in tasks:
+        assert task.returncode == 2, task.stderr[-3000:]
+        assert task.stderr.strip().splitlines()[-1].endswith(
+            "error: trainer.strategy='auto': this process is one of WORLD_SIZE=2 started by SLURM (tasks of one "
+            "step); use trainer=ddp (or a single task)")
 
 
 def test_failing_rank_stops_the_job_with_its_error(tmp_path):

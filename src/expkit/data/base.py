@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from expkit.data.augment import AugmentedDataset, is_random
 from expkit.data.options import DataOptions
-from expkit.data.loaders import TensorLoader, TorchDataLoader, dataloader_options
+from expkit.data.loaders import TensorLoader, TorchDataLoader, dataloader_options, per_rank
 from expkit.engine.loaders import IterableBatches
 from expkit.errors import ConfigError
 from expkit.options import Configurable
@@ -86,7 +86,9 @@ class DataModule(Configurable):
         self.setup()
         data = self.splits[split]
         train = split == "train"
-        common = dict(batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train and self.shuffle,
+        # Both batch sizes are global (all ranks together): each rank takes its share.
+        batch_size = per_rank(self.batch_size, world_size) if train else -(-self.eval_batch_size // world_size)
+        common = dict(batch_size=batch_size, shuffle=train and self.shuffle,
                       drop_last=self.drop_last and train, seed=self.seed, rank=rank, world_size=world_size,
                       pad=train, device=device)
         augment = self.augment if train else []

@@ -3,9 +3,14 @@
 Both follow one index scheme (``epoch_permutation``), so the in-memory fast path and the
 DataLoader path see the same samples in the same order, shard the same way under DDP
 and resume at the same position mid-epoch.
+
+Under DDP a training batch is a *global* batch: its ``batch_size x world_size`` samples
+are the ones a single process with the global batch would take, split over the ranks
+(``global_sizes`` says how large each one is, so an uneven last batch is weighted right).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -14,6 +19,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from expkit.data.augment import apply_batch, batch_seed, check_memory_transforms
 from expkit.engine.loaders import move_to
 from expkit.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def per_rank(batch_size: int, world_size: int, key: str = "data.batch_size") -> int:
+    """A rank's share of a global training batch; one line if the ranks cannot share it evenly."""
+    if batch_size % world_size:
+        raise ConfigError(f"{key}={batch_size}: the global batch must divide evenly over the {world_size} "
+                          f"ranks; use a multiple of {world_size}")
+    return batch_size // world_size
 
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
@@ -27,10 +42,10 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int, shuffle: bool) ->
 def shard(order: torch.Tensor, rank: int, world_size: int, pad: bool) -> torch.Tensor:
     """This rank's part of ``order``: every ``world_size``-th sample, starting at ``rank``.
 
-    With ``pad`` (training) the order is first wrapped around to a multiple of the
-    world size, so every rank takes the same number of steps. Without it
-    (evaluation) no sample is repeated and shards may differ by one sample, which
-    keeps metrics reduced across ranks exact.
+    Batch ``j`` of rank ``r`` is then rank ``r``'s part of global batch ``j``. With ``pad``
+    the order is first wrapped around to a multiple of the world size (only needed when
+    a last global batch has fewer samples than ranks). Otherwise no sample is repeated
+    and shards may differ by one sample, which keeps metrics reduced across ranks exact.
     """
     if world_size == 1:
         return order
@@ -56,7 +71,17 @@ class _Resumable:
             raise ConfigError(f"batch_size={batch_size}: must be >= 1")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
-        self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.rank, self.world_size = rank, world_size
+        last = num_samples % (batch_size * world_size)
+        # Training shares each global batch over the ranks. Only a last global batch with fewer
+        # samples than ranks would leave a rank without a batch: then the order is padded.
+        self.pad = pad and world_size > 1 and not drop_last and 0 < last < world_size
+        self.shares_global_batches = pad and not self.pad
+        if self.pad and rank == 0:
+            log.warning("the last training batch has %d sample(s) for %d ranks: it is padded with %d repeated "
+                        "sample(s), so this run differs slightly from one process (pick a batch_size that leaves "
+                        "at least %d samples, or data.drop_last=true)", last, world_size, world_size - last,
+                        world_size)
         self.epoch = 0
         self.position = 0  # batches already served in the current epoch
         self._order: torch.Tensor | None = None  # global order of the current epoch
@@ -84,10 +109,18 @@ class _Resumable:
     def sizes(self) -> list[int]:
         """Batch sizes of the whole epoch on this rank (known without touching data; the same
         every epoch, so computed once)."""
+        if self._sizes is None and self.shares_global_batches:
+            self._sizes = [len(range(self.rank, size, self.world_size)) for size in self.global_sizes()]
         if self._sizes is None:
             n = len(shard(torch.empty(self.num_samples, dtype=torch.uint8), self.rank, self.world_size, self.pad))
             self._sizes = batch_sizes(n, self.batch_size, self.drop_last)
         return self._sizes
+
+    def global_sizes(self) -> list[int] | None:
+        """Sizes of the epoch's global training batches (all ranks together); None when evaluating."""
+        if not self.shares_global_batches:
+            return None
+        return batch_sizes(self.num_samples, self.batch_size * self.world_size, self.drop_last)
 
     def __len__(self) -> int:
         return len(self.sizes())

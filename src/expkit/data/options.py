@@ -19,8 +19,8 @@ FRACTION = Rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool
 class DataOptions(Options):
     """What every datamodule accepts (``expkit.data.base.DataModule``)."""
 
-    batch_size: int = option(64, integer(1), "per process (per rank under DDP)")
-    eval_batch_size: Optional[int] = option(None, optional(integer(1)), "null: max(batch_size, 256)")
+    batch_size: int = option(64, integer(1), "global: all ranks together (each takes batch_size / world size)")
+    eval_batch_size: Optional[int] = option(None, optional(integer(1)), "global like batch_size; null: max(batch_size, 256)")
     loader: str = option("auto", one_of(*LOADERS), "memory: tensors on the device; dataloader: torch DataLoader")
     num_workers: int = option(0, integer(0), "DataLoader path only")
     pin_memory: Optional[bool] = option(None, doc="DataLoader path; null: on CUDA")
@@ -42,7 +42,7 @@ class DigitsOptions(DataOptions):
 class MNISTOptions(DataOptions):
     """MNIST and Fashion-MNIST."""
 
-    batch_size: int = option(128, integer(1), "per process (per rank under DDP)")
+    batch_size: int = option(128, integer(1), "global: all ranks together (each takes batch_size / world size)")
     root: str = option("data", doc="holds <MNIST|FashionMNIST>/raw/")
     download: bool = option(False)
     val_fraction: float = option(0.1, FRACTION)
@@ -76,7 +76,7 @@ class TextOptions(DataOptions):
 
 @dataclass
 class CIFAR10Options(DataOptions):
-    batch_size: int = option(128, integer(1), "per process (per rank under DDP)")
+    batch_size: int = option(128, integer(1), "global: all ranks together (each takes batch_size / world size)")
     root: str = option("data", doc="holds cifar-10-batches-py/ (cifar-100-python/ for CIFAR-100)")
     download: bool = option(False, doc="fetch the archive (checksum verified) when the files are missing")
     val_fraction: float = option(0.1, FRACTION, "of the 50,000 training images")
@@ -89,7 +89,7 @@ class CIFAR100Options(CIFAR10Options):
 
 @dataclass
 class ImageFolderOptions(DataOptions):
-    batch_size: int = option(64, integer(1), "per process (per rank under DDP)")
+    batch_size: int = option(64, integer(1), "global: all ranks together (each takes batch_size / world size)")
     num_workers: int = option(2, integer(0), "DataLoader workers that decode the images")
     root: str = option("data/images", doc="holds <class>/<image>, or train/ and test/ (and val/) laid out so")
     image_size: int = option(64, integer(1), "every image is resized to image_size x image_size")

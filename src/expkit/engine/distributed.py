@@ -96,7 +96,10 @@ def init_from_env(device: torch.device, timeout_s: float | None = None) -> None:
         tdist.init_process_group(default_backend(device), timeout=timeout)
     else:
         _env_store.set_timeout(timeout)
-        tdist.init_process_group(default_backend(device), store=tdist.PrefixStore("default_pg", _env_store),
+        # The agent's store outlives a restart of the workers (torchrun --max-restarts): each attempt
+        # keeps its own keys, or the new group would find the dead workers' addresses.
+        prefix = f"default_pg/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        tdist.init_process_group(default_backend(device), store=tdist.PrefixStore(prefix, _env_store),
                                  rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
                                  timeout=timeout)
 

@@ -58,15 +58,20 @@ def planned_steps(loader: Any, limit: int | float | None, accumulate: int, max_e
 
 
 def accumulation_plan(loader: Any, n_batches: int | None, accumulate: int) -> list[tuple[float, bool]] | None:
-    """``(loss weight, optimizer step after it)`` for each batch of an epoch; None without accumulation.
+    """``(loss weight, optimizer step after it)`` for each batch of an epoch; None when every
+    batch has weight 1 and steps.
 
     Each micro-batch is weighted by its share of the samples in its accumulation cycle, so k
     accumulated batches equal one k-times larger batch exactly, also in an uneven last cycle.
-    A loader that does not know its batch sizes gets equal weights within a cycle.
+    Under DDP the share is of the global cycle (all ranks; DDP averages gradients over ranks),
+    so an uneven last global batch weighs as it would in one process. A loader that does not
+    know its batch sizes gets equal weights within a cycle.
     """
-    if accumulate == 1:
-        return None
+    shared = getattr(loader, "global_sizes", lambda: None)()
+    world = getattr(loader, "world_size", 1)
     sizes = loader.sizes()
+    if accumulate == 1 and (shared is None or all(size * world == whole for size, whole in zip(sizes, shared))):
+        return None
     if sizes is None and n_batches is None:
         raise ConfigError(f"trainer.accumulate_grad_batches={accumulate}: needs a train loader with a length "
                           f"({type(getattr(loader, 'iterable', loader)).__name__} has none)")
@@ -74,9 +79,22 @@ def accumulation_plan(loader: Any, n_batches: int | None, accumulate: int) -> li
     plan = []
     for start in range(0, len(sizes), accumulate):
         cycle = sizes[start:start + accumulate]
-        total = sum(cycle)
+        total = sum(cycle) if shared is None else sum(shared[start:start + len(cycle)]) / world
         plan += [(size / total, i == len(cycle) - 1) for i, size in enumerate(cycle)]
     return plan
+
+
+def describe_batches(loader: Any, accumulate: int) -> str | None:
+    """What one optimizer step sees, said at the start of fit (None for a loader that does not know)."""
+    per_rank, world = getattr(loader, "batch_size", None), getattr(loader, "world_size", 1)
+    if per_rank is None:
+        return None
+    text = f"batch: {per_rank * world} per forward pass"
+    if world > 1:
+        text += f" ({world} ranks x {per_rank})"
+    if accumulate > 1:
+        text += f" x {accumulate} accumulated"
+    return f"{text} = {per_rank * world * accumulate} samples per optimizer step"
 
 
 def move_to(batch: Any, device: torch.device, non_blocking: bool = False, channels_last: bool = False) -> Any:

@@ -4,6 +4,7 @@ branches on precision or strategy itself."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Iterator
 
 import torch
@@ -12,7 +13,10 @@ from torch import nn
 from expkit.engine import distributed as dist
 from expkit.engine.loaders import move_to
 from expkit.engine.seed import set_deterministic
+from expkit.engine.threads import default_threads
 from expkit.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 _NOTHING = contextlib.nullcontext()  # reusable: the per-step path creates no context objects
@@ -44,8 +48,11 @@ class Runtime:
     def setup(self, task: nn.Module) -> None:
         """Threads, determinism, device, process group and precision; moves ``task`` there."""
         opts = self.opts
-        if opts.num_threads is not None:
-            torch.set_num_threads(opts.num_threads)
+        threads, why = (opts.num_threads, "trainer.num_threads") if opts.num_threads else default_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if dist.is_rank_zero():
+            log.info("intra-op threads per process: %d (%s)", torch.get_num_threads(), why)
         set_deterministic(opts.deterministic)
         if opts.matmul_precision is not None:
             torch.set_float32_matmul_precision(opts.matmul_precision)

@@ -27,7 +27,7 @@ from expkit.engine import distributed as dist
 from expkit.engine import state
 from expkit.engine.callback import Callback, CheckpointCallback
 from expkit.engine.guard import NonFiniteGuard, NonFiniteLossError
-from expkit.engine.loaders import accumulation_plan, as_loader, batch_limit, planned_steps
+from expkit.engine.loaders import accumulation_plan, as_loader, batch_limit, describe_batches, planned_steps
 from expkit.engine.metrics import MeanAccumulator, TrainMeters, with_derived
 from expkit.engine.options import TrainerOptions
 from expkit.engine.preemption import Preempted, PreemptionHandler
@@ -88,6 +88,8 @@ class Trainer(Configurable):
         task.planned_steps = planned_steps(self.train_loader, o.limit_train_batches, o.accumulate_grad_batches,
                                            o.max_epochs, o.max_steps)
         self.optimizer, self.scheduler, self.scheduler_interval = task.configure_optimizers()
+        if dist.is_rank_zero() and (batches := describe_batches(self.train_loader, self.opts.accumulate_grad_batches)):
+            log.info("%s", batches)
         if ckpt_path is not None:
             state.restore(self, ckpt.load(ckpt_path, map_location=self.device), ckpt_path)
             self.last_checkpoint_path = str(ckpt_path)

@@ -52,8 +52,9 @@ def check_torchrun_world(cfg: Any) -> None:
     """Several torchrun processes without DDP would each train alone on all the data."""
     world = dist.torchrun_world_size()
     if world > 1 and cfg.trainer.get("strategy") != "ddp":
+        starter = "SLURM (tasks of one step)" if os.environ.get("EXPKIT_SLURM_RANKS") else "torchrun"
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')!r}: this process is one of "
-                          f"WORLD_SIZE={world} started by torchrun; use trainer=ddp")
+                          f"WORLD_SIZE={world} started by {starter}; use trainer=ddp (or a single task)")
 
 
 def num_workers(cfg: Any) -> int:
@@ -87,9 +88,50 @@ def launch(cfg: Any, work: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     nprocs = num_workers(cfg)
     hydra_cfg = HydraConfig.instance().cfg if HydraConfig.initialized() else None
     log.info("starting %d DDP workers (rank 0 logs here)", nprocs)
-    results = run_workers(_worker, nprocs, (work, to_plain(cfg), hydra_cfg),
+    results = run_workers(_worker, nprocs, (Importable(work), to_plain(cfg), plain_hydra(hydra_cfg)),
                           checkpoints=checkpoint_folder(cfg, run_dir()))
     return results[0]
+
+
+class Importable:
+    """``work`` in a form spawned workers can load. A module-level function travels by reference
+    (the workers import it). Under a sweep launcher (joblib, submitit) the job's functions arrived
+    pickled by value from the launcher's ``__main__``, which the workers cannot import: they travel
+    the same way again, with cloudpickle (what those launchers use)."""
+
+    def __init__(self, fn: Callable[[Any], dict[str, Any]]) -> None:
+        module = sys.modules.get(fn.__module__)
+        self.fn: Callable[[Any], dict[str, Any]] | None = None
+        self.pickled: bytes | None = None
+        if getattr(module, fn.__qualname__, None) is fn:
+            self.fn = fn
+        else:
+            import cloudpickle
+
+            self.pickled = cloudpickle.dumps(fn)
+
+    def __call__(self, cfg: Any) -> dict[str, Any]:
+        if self.fn is None:
+            import cloudpickle
+
+            self.fn = cloudpickle.loads(self.pickled)
+        return self.fn(cfg)
+
+
+def plain_hydra(hydra_cfg: Any) -> Any:
+    """Hydra's runtime config for the workers (what ``run_dir()`` and logging read), with the
+    launcher's and sweeper's nodes as plain data: their typed nodes need not pickle."""
+    if hydra_cfg is None:
+        return None
+    import copy
+
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    hydra_cfg = copy.deepcopy(hydra_cfg)
+    with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
+        for key in ("launcher", "sweeper"):
+            hydra_cfg.hydra[key] = OmegaConf.to_container(hydra_cfg.hydra[key], resolve=False)
+    return hydra_cfg
 
 
 #: The signals the launcher passes on to the workers (torch's default list lacks SIGUSR1/2).
@@ -111,6 +153,12 @@ def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = (),
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    import multiprocessing
+
+    if multiprocessing.get_start_method(allow_none=True) not in multiprocessing.get_all_start_methods():
+        # A joblib (loky) worker: spawned children would be told to use loky's start method,
+        # which only exists in loky's own processes. This process is a worker: spawn from now on.
+        multiprocessing.set_start_method("spawn", force=True)
     logs = tempfile.mkdtemp(prefix="expkit-ddp-")  # the launcher's per-rank error files; removed below
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=uuid.uuid4().hex,

@@ -11,14 +11,16 @@ it does nothing and imports nothing heavy.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
+from expkit.launch.slurm import adopt_slurm_ranks
 from expkit.logging_setup import rank_logging_config
 
-#: Store key for rank 0's run directory (the agent store is already scoped to one attempt).
+#: Store key for rank 0's run directory (one per attempt: the store outlives a restart of the workers).
 RUN_DIR_KEY = "expkit/run_dir"
 
 
@@ -33,6 +35,7 @@ class SharedRunDir(Callback):
         self.timeout_s = timeout_s
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        adopt_slurm_ranks()  # `srun -n N python train.py ...`: the tasks are the ranks
         if not in_multi_process_job():
             return
         from expkit.engine import distributed as dist
@@ -41,13 +44,18 @@ class SharedRunDir(Callback):
         rank = int(os.environ["RANK"])
         with read_write(config.hydra), open_dict(config.hydra):
             if rank == 0:
-                directory = str(config.hydra.run.dir)  # resolves ${now:...} once, here
-                store.set(RUN_DIR_KEY, directory)
+                directory = rank_zero_run_dir(config)
+                store.set(f"{RUN_DIR_KEY}/{restart_count()}", directory)
             else:
-                directory = store.get(RUN_DIR_KEY).decode()  # waits for rank 0
+                directory = store.get(f"{RUN_DIR_KEY}/{restart_count()}").decode()  # waits for rank 0
                 config.hydra.output_subdir = None
                 config.hydra.job_logging = rank_logging_config(rank)
             config.hydra.run.dir = directory
+        if restart_count() > 0:
+            resume_after_restart(config, Path(directory))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        adopt_slurm_ranks()  # a sweep job of several SLURM tasks (submitit): its run directory is fixed
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if in_multi_process_job():
@@ -56,3 +64,31 @@ class SharedRunDir(Callback):
 
             refuse(ConfigError("a sweep (-m) under torchrun would run the whole sweep on every rank; start the sweep "
                                "with plain python and trainer=ddp instead: each job launches its own workers"))
+
+
+def restart_count() -> int:
+    """How often torchrun's agent restarted this job's workers (``--max-restarts``)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def rank_zero_run_dir(config: DictConfig) -> str:
+    """Rank 0's run directory: resolved now (``${now:...}``), or, once torchrun has restarted the
+    workers, the first attempt's, found in ``<paths.log_dir>/.torchrun/<rdzv id>`` (written only
+    when restarts are allowed; on the shared output folder, so any node can read it)."""
+    registry = None
+    if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0:
+        registry = Path(config.paths.log_dir) / ".torchrun" / os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if restart_count() > 0 and registry.is_file():
+            return registry.read_text().strip()
+    directory = str(config.hydra.run.dir)
+    if registry is not None:
+        registry.parent.mkdir(parents=True, exist_ok=True)
+        registry.write_text(directory)
+    return directory
+
+
+def resume_after_restart(config: DictConfig, directory: Path) -> None:
+    """Restarted workers continue from the run's last.ckpt (the rule of ``ckpt_path=auto``)."""
+    if config.get("ckpt_path") in (None, "auto") or (directory / "checkpoints" / "last.ckpt").is_file():
+        with read_write(config), open_dict(config):
+            config.ckpt_path = "auto"
