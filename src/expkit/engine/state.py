@@ -38,7 +38,8 @@ def capture(trainer: "Trainer") -> dict[str, Any]:
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "grad_scaler": trainer.runtime.scaler.state_dict() if trainer.runtime.scaler is not None else None,
         "loop": {"epoch": trainer.epoch, "global_step": trainer.global_step,
-                 "epoch_finished": trainer.epoch_finished, "should_stop": trainer.should_stop},
+                 "epoch_finished": trainer.epoch_finished, "should_stop": trainer.should_stop,
+                 "validated_step": trainer.validated_step},
         **trainer.meters.state_dict(),
         "data": {"train": trainer.train_loader.state_dict()} if trainer.train_loader is not None else {},
         "rng": ckpt.capture_rng(),
@@ -73,6 +74,7 @@ def restore(trainer: "Trainer", state: dict[str, Any], path: str | Path) -> None
     loop = state["loop"]
     trainer.epoch, trainer.global_step = int(loop["epoch"]), int(loop["global_step"])
     trainer.epoch_finished, trainer.should_stop = bool(loop["epoch_finished"]), bool(loop.get("should_stop"))
+    trainer.validated_step = int(loop.get("validated_step", -1))
     trainer.meters.load_state_dict(state, trainer.runtime.device)
     if state["data"].get("train") is not None:
         trainer.train_loader.load_state_dict(state["data"]["train"])

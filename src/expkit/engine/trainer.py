@@ -32,6 +32,7 @@ from expkit.engine.metrics import MeanAccumulator, TrainMeters
 from expkit.engine.options import TrainerOptions
 from expkit.engine.preemption import Preempted, PreemptionHandler
 from expkit.engine.runtime import Runtime
+from expkit.engine.val_check import ValCheck, step_ends
 from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,18 @@ class Trainer(Configurable):
         self.runtime = Runtime(self.opts)
         # Loop state: what a checkpoint records and a resume restores (see ``state``).
         self.epoch = self.global_step = 0
+        self.validated_step = -1  # global step of the last validation in fit (none twice at one step)
         self.epoch_finished = False  # the current epoch's end-of-epoch work is done
         self.should_stop = False  # set by callbacks (early stopping)
         self.optimizer_stepped = False  # the batch just trained ended with an optimizer step
         self.callback_metrics: dict[str, float] = {}
         self.last_checkpoint_path: str | None = None
         self.stage, self.fitting = "idle", False  # fitting: inside fit (not a standalone validate/test)
-        self.task: Any = None
+        self.task: Any = None  # and below: what the current fit works with
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.scheduler_interval = "epoch"
-        self.train_loader: Any = None
+        self.train_loader = self.val_loader = None  # type: Any
         self.config: dict[str, Any] | None = None
         self.meters, self.guard, self.preemption = TrainMeters(), NonFiniteGuard(), PreemptionHandler()
 
@@ -83,7 +85,7 @@ class Trainer(Configurable):
         self._attach(task)
         datamodule.setup("fit")
         self.optimizer, self.scheduler, self.scheduler_interval = task.configure_optimizers()
-        self.train_loader, val_loader = self._loader(datamodule, "train"), self._loader(datamodule, "val")
+        self.train_loader, self.val_loader = self._loader(datamodule, "train"), self._loader(datamodule, "val")
         if ckpt_path is not None:
             state.restore(self, ckpt.load(ckpt_path, map_location=self.device), ckpt_path)
             self.last_checkpoint_path = str(ckpt_path)
@@ -96,12 +98,12 @@ class Trainer(Configurable):
                 self._call("on_fit_start")
                 if ckpt_path is None and self.opts.num_sanity_val_steps > 0:
                     self.stage = "sanity"
-                    self._evaluate(task, val_loader, "val", self.opts.num_sanity_val_steps, hooks=False)
+                    self._evaluate(task, self.val_loader, "val", self.opts.num_sanity_val_steps, hooks=False)
                 while not (self.epoch >= self.opts.max_epochs or self.should_stop or self._max_steps_reached()):
                     if self.epoch_finished:  # restored at an epoch boundary
                         self.epoch, self.epoch_finished = self.epoch + 1, False
                         continue
-                    self._run_epoch(task, val_loader)
+                    self._run_epoch(task)
                 self._call("on_fit_end")
         except BaseException as e:
             self._call("on_exception", e)
@@ -112,7 +114,7 @@ class Trainer(Configurable):
             if self.logger is not None and dist.is_rank_zero():
                 self.logger.flush()
 
-    def _run_epoch(self, task: Any, val_loader: Any) -> None:
+    def _run_epoch(self, task: Any) -> None:
         """Train one epoch, log its means, step an epoch scheduler, validate when due."""
         self.stage = "train"
         self.train_loader.set_epoch(self.epoch)
@@ -127,9 +129,9 @@ class Trainer(Configurable):
         # else: max_steps stopped the epoch part-way. Its metric sums and the epoch's scheduler
         # step stay pending, so a resume with a larger max_steps finishes it exactly.
         last_epoch = self.epoch + 1 == self.opts.max_epochs or not completed
-        if (self.epoch + 1) % self.opts.check_val_every_n_epoch == 0 or last_epoch:
-            self.stage = "val"
-            self._evaluate(task, val_loader, "val", batch_limit(self.opts.limit_val_batches, val_loader))
+        due = (self.epoch + 1) % self.opts.check_val_every_n_epoch == 0 or last_epoch
+        if due and self.validated_step != self.global_step:  # not again after an in-epoch validation
+            self._validate()
         self.epoch_finished = completed
         self._call("on_train_epoch_end")
         if self.preemption.requested(self.global_step, self.opts.log_every_n_steps, at_epoch_end=True):
@@ -141,6 +143,7 @@ class Trainer(Configurable):
         loader = self.train_loader
         n_batches = batch_limit(self.opts.limit_train_batches, loader)
         plan = accumulation_plan(loader, n_batches, self.opts.accumulate_grad_batches)
+        val_check = ValCheck(self.opts.val_check_interval, n_batches, step_ends(plan))
         # Decided once per epoch, so the per-batch path does no repeated Python work:
         # in-memory batches already sit on the device; callbacks without the hook are skipped.
         move = getattr(loader, "device", None) != self.device or self.opts.channels_last
@@ -152,7 +155,10 @@ class Trainer(Configurable):
             result = self._training_step(task, self.runtime.to_device(batch) if move else batch, weight, step_now)
             for hook in batch_hooks:
                 hook(self, task, result, batch, batch_idx)
-            if step_now and (self._max_steps_reached() or self.preemption.requested(
+            if step_now and val_check.due(batch_idx, self.global_step):
+                self._validate()
+                self._call("on_mid_epoch_validation_end")  # ModelCheckpoint saves here
+            if step_now and (self.should_stop or self._max_steps_reached() or self.preemption.requested(
                     self.global_step, self.opts.log_every_n_steps, at_epoch_end=False)):
                 if self.preemption.received:
                     self._preempt()
@@ -186,6 +192,13 @@ class Trainer(Configurable):
         if self.guard.full:  # no log for a long while: check now to bound memory
             self._check_finite()
         return result
+
+    def _validate(self) -> None:
+        """Validate inside fit (its hooks run: checkpoints, early stopping, pruning), then train on."""
+        stage, self.stage = self.stage, "val"
+        self._evaluate(self.task, self.val_loader, "val", batch_limit(self.opts.limit_val_batches, self.val_loader))
+        self.stage, self.validated_step = stage, self.global_step
+        self.task.train(stage == "train")
 
     def _max_steps_reached(self) -> bool:
         return self.opts.max_steps != -1 and self.global_step >= self.opts.max_steps
