@@ -6,10 +6,14 @@
 """
 from __future__ import annotations
 
+import logging
+
 import hydra
 from omegaconf import DictConfig
 
 from expkit.runner import resolve_ckpt_path, run, run_dir  # importing it registers the config schemas
+
+log = logging.getLogger("train")
 
 
 def build(node: DictConfig | None, **kwargs):
@@ -20,9 +24,10 @@ def build(node: DictConfig | None, **kwargs):
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    from expkit.config import hparams, to_plain
+    from expkit.config import hparam_metrics, hparams, to_plain
     from expkit.config.stored import check_resume_config, read_stored_config
     from expkit.engine import seed_everything
+    from expkit.report import RunReport
 
     ckpt_path = resolve_ckpt_path(cfg, run_dir())
     if ckpt_path is not None:  # fail before building anything if the model or data shape changed
@@ -33,15 +38,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     task = build(cfg.task, model=model, optimizer=build(cfg.optimizer), scheduler=build(cfg.scheduler))
     callbacks = [build(node) for node in (cfg.callbacks or {}).values() if node]  # null: switched off
     logger = build(cfg.logger)
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=logger)
+    report = RunReport()  # model summary at start, results table at the end
+    trainer = build(cfg.trainer, callbacks=[*callbacks, report], logger=logger)
 
     trainer.fit(task, datamodule, ckpt_path=ckpt_path, config=to_plain(cfg))
     metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k and not k.endswith("_step")}
     if cfg.test:
         metrics.update(trainer.test(task, datamodule, ckpt_path="best"))
     metrics["best_epoch"] = trainer.best_epoch  # from its checkpoint callback (None without one)
+    log.info("%s", report.table(trainer, metrics, run_dir()))
     if logger is not None:
-        logger.log_hyperparams(hparams(cfg), {k: v for k, v in metrics.items() if isinstance(v, float)})
+        logger.log_hyperparams(hparams(cfg), hparam_metrics(metrics, cfg.get("optimized_metric")))
         logger.finalize()
     return metrics
 

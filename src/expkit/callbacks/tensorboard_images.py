@@ -82,6 +82,12 @@ class TensorBoardImages(Callback, Configurable):
                                                    step)
         self._labels, self._preds, self._right, self._wrong = [], [], [], []
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"graph_logged": self._graph_logged}  # a resumed run does not draw it a second time
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._graph_logged = bool(state.get("graph_logged", False))
+
     # ---------------------------------------------------------------- helpers
     def _log_graph(self, trainer: Any, task: Any, batch: Any) -> None:
         """Trace the plain model on two samples; a model that cannot be traced only costs a warning."""

@@ -67,6 +67,18 @@ def _record_failed_session(config: DictConfig) -> None:
         log.warning("could not record the failed job in TensorBoard: %s", e)
 
 
+def _write_sweep_experiment(config: DictConfig, sweep_dir: Path) -> None:
+    """TensorBoard's HParams columns for the whole sweep (see ``expkit.sweep.tensorboard``)."""
+    if not str(OmegaConf.select(config, "logger._target_", default="")).endswith("TensorBoardLogger"):
+        return
+    try:
+        from expkit.sweep.tensorboard import write_sweep_experiment
+
+        write_sweep_experiment(sweep_dir)
+    except Exception as e:  # noqa: BLE001 - the summary matters more than this extra
+        log.warning("could not write the sweep's TensorBoard HParams columns: %s", e)
+
+
 class SweepSummary(Callback):
     """Writes ``job.json`` into each job dir and rebuilds the sweep's summary files."""
 
@@ -106,6 +118,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = summary.update(sweep_dir, finished=True)
+        _write_sweep_experiment(config, sweep_dir)
         # stdout, not the log: with the basic launcher the log file handler still points
         # into the last job's directory.
         print(summary.report(rows, sweep_dir), file=sys.stdout, flush=True)
