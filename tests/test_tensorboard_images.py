@@ -30,7 +30,8 @@ def test_images_and_graph_are_in_the_event_file(tmp_path):
     assert len(matrices) == 2  # one per validation
     steps = [image.step for image in matrices]
     assert steps == sorted(steps) and steps[0] > 0
-    assert _png_size(matrices[-1].encoded_image_string) == (10 * 16, 10 * 16)  # 10 classes, 16 px a cell
+    width, height = _png_size(matrices[-1].encoded_image_string)
+    assert (width, height) == (matrices[-1].width, matrices[-1].height) and width <= 600  # fits its card
     grids = events.Images("val/predictions")
     assert len(grids) == 2
     width, height = _png_size(grids[-1].encoded_image_string)
@@ -115,3 +116,38 @@ def test_fast_event_checksums_equal_tensorboards_own_and_files_still_verify(tmp_
     (event_file,) = tmp_path.glob("events.out.tfevents.*")
     read = list(EventFileLoader(str(event_file)).Load())
     assert any(v.tag == "picture" for event in read for v in event.summary.value)
+
+
+def test_the_picture_worker_draws_labelled_pictures_in_order():
+    import numpy as np
+
+    from expkit.loggers.plots import PictureWorker
+
+    worker = PictureWorker()
+    try:
+        matrix = [[9, 1], [0, 10]]
+        worker.submit("cm", 3, "confusion", matrix, ["cat", "dog"])
+        worker.submit("grid", 3, "predictions", np.random.rand(4, 8, 8), [0, 1, 0, 1], [0, 1, 1, 1], ["0", "1"])
+        (tag1, step1, (png1, w1, h1)), (tag2, _, (png2, w2, h2)) = worker.ready(wait=True)
+    finally:
+        worker.close()
+    assert (tag1, step1, tag2) == ("cm", 3, "grid")
+    assert _png_size(png1) == (w1, h1) and w1 <= 600 and _png_size(png2) == (w2, h2) and w2 <= 600
+
+
+def test_the_confusion_matrix_tints_a_single_error_and_writes_the_counts():
+    """Reads matplotlib's own figure: each non-zero cell has its count, a single error is
+    clearly coloured, zeros are white, both axes are labelled with the class names."""
+    from expkit.loggers.plots import confusion_figure, confusion_png
+
+    fig = confusion_figure([[30, 1], [0, 29]], ["cat", "dog"])
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "29", "30"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog"]
+    image = ax.images[0]
+    one_error = image.cmap(image.norm(1))
+    assert sum(one_error[:3]) < 2.45  # a clear blue, not near-white (white is 3.0)
+    assert tuple(image.cmap.get_bad()[:3]) == (1.0, 1.0, 1.0)  # zeros are white
+    png, width, height = confusion_png([[30, 1], [0, 29]], ["cat", "dog"])
+    assert png[:4] == b"\x89PNG" and width <= 600

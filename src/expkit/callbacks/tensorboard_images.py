@@ -1,10 +1,12 @@
-"""Pictures in TensorBoard for classification: a confusion matrix and a grid of sample
-predictions at each validation, and the model graph once.
+"""Pictures in TensorBoard for classification: a confusion matrix (class labels, counts, a
+log colour scale) and a grid of sample predictions captioned true -> predicted at each
+validation, and the model graph once.
 
 Each is switched by this callback's own options (``conf/callbacks/default.yaml``,
 ``callbacks.tensorboard_images.*``): ``log_confusion_matrix``, ``log_predictions`` (up to
-``max_predictions`` images) and ``log_graph``; they draw on the trainer's logger. Images are built with plain torch (no plotting library, no torchvision
-import on the default path): a green border is a right prediction, a red one a wrong one.
+``max_predictions`` images) and ``log_graph``; they draw on the trainer's logger. The
+pictures are drawn by matplotlib in a worker process (``expkit.loggers.plots``), off the
+training thread; ``confusion_image`` and ``predictions_grid`` draw plain-torch versions.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class TensorBoardImages(Callback, Configurable):
         self._right: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._graph_logged = False
+        self._worker: Any = None  # expkit.loggers.plots.PictureWorker, started with the first picture
 
     # ------------------------------------------------------------------ hooks
     def _flag(self, trainer: Any, name: str) -> bool:
@@ -65,22 +68,49 @@ class TensorBoardImages(Callback, Configurable):
             self._collect_samples(trainer, task.example_input(batch), labels, preds)
 
     def on_validation_end(self, trainer: Any, task: Any) -> None:
+        """Ask the picture worker for this validation's pictures; write those it has finished."""
         step = trainer.global_step
         # Under DDP every rank joins the reduction, also one whose shard was empty.
         if self._flag(trainer, "log_confusion_matrix") and (self._labels or dist.is_distributed()):
             matrix = self._confusion_matrix()
             if dist.is_rank_zero() and matrix.numel():
-                trainer.logger.log_image("val/confusion_matrix", confusion_image(matrix), step)
+                self._draw("val/confusion_matrix", step, "confusion", matrix.tolist(), class_names(len(matrix)))
                 trainer.logger.experiment.add_text("val/confusion_matrix_counts", confusion_markdown(matrix), step)
         if self._flag(trainer, "log_predictions") and dist.is_rank_zero() and (self._right or self._wrong):
-            samples = self._pick_samples(self.opts.max_predictions)
-            grid = predictions_grid(*samples)
-            if grid is not None:
-                trainer.logger.log_image("val/predictions", grid, step)
-                text = ", ".join(f"{y}->{p}" for y, p in zip(samples[1].tolist(), samples[2].tolist()))
-                trainer.logger.experiment.add_text("val/predictions_labels", f"label->prediction, row by row: {text}",
-                                                   step)
+            inputs, labels, preds = self._pick_samples(self.opts.max_predictions)
+            pictures = as_pictures(inputs)
+            if pictures is not None:
+                names = class_names(max(self.num_classes or 0, int(max(labels.max(), preds.max())) + 1))
+                self._draw("val/predictions", step, "predictions", pictures, labels.tolist(), preds.tolist(), names)
         self._labels, self._preds, self._right, self._wrong = [], [], [], []
+        self._write_pictures(trainer, wait=False)
+
+    def on_fit_end(self, trainer: Any, task: Any) -> None:
+        self._write_pictures(trainer, wait=True)
+
+    def on_test_end(self, trainer: Any, task: Any) -> None:
+        self._write_pictures(trainer, wait=True)
+
+    def on_exception(self, trainer: Any, task: Any, exception: BaseException) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def _draw(self, tag: str, step: int, drawing: str, *args: Any) -> None:
+        from expkit.loggers.plots import PictureWorker  # matplotlib's worker starts with the first picture
+
+        if self._worker is None:
+            self._worker = PictureWorker()
+        self._worker.submit(tag, step, drawing, *args)
+
+    def _write_pictures(self, trainer: Any, wait: bool) -> None:
+        if self._worker is None:
+            return
+        for tag, step, (png, width, height) in self._worker.ready(wait=wait):
+            trainer.logger.log_png(tag, png, width, height, step)
+        if wait:
+            self._worker.close()
+            self._worker = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"graph_logged": self._graph_logged}  # a resumed run does not draw it a second time
@@ -136,6 +166,21 @@ class TensorBoardImages(Callback, Configurable):
             classes = int(dist.all_reduce_max(float(classes)))
         matrix = torch.bincount(labels * classes + preds, minlength=classes * classes).reshape(classes, classes)
         return dist.all_reduce_sum(matrix).cpu()  # under DDP each rank saw its own shard
+
+
+def class_names(n: int) -> list[str]:
+    return [str(i) for i in range(n)]
+
+
+def as_pictures(inputs: torch.Tensor) -> Any:
+    """Sample inputs as numpy pictures for ``expkit.loggers.plots``: (N, H, W) or (N, H, W, 3),
+    each stretched to [0, 1]; ``None`` for inputs that are not 1- or 3-channel images."""
+    x = inputs.unsqueeze(1) if inputs.dim() == 3 else inputs
+    if x.shape[1] not in (1, 3):
+        return None
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    x = ((x - lo) / (hi - lo).clamp(min=1e-8)).float()
+    return (x[:, 0] if x.shape[1] == 1 else x.permute(0, 2, 3, 1)).numpy()
 
 
 def confusion_image(matrix: torch.Tensor) -> torch.Tensor:

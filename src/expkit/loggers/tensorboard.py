@@ -150,6 +150,16 @@ class TensorBoardLogger(Configurable):
 
         writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=png_image(image))]), step)
 
+    def log_png(self, tag: str, png: bytes, width: int, height: int, step: int) -> None:
+        """An already encoded PNG (``expkit.loggers.plots``) as an image event."""
+        writer = self.experiment
+        if writer is None:
+            return
+        from torch.utils.tensorboard.summary import Summary
+
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
     def log_text(self, tag: str, text: str, step: int) -> None:
         """Markdown in TensorBoard's Text tab."""
         if self.experiment is not None:
