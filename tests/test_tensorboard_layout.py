@@ -65,3 +65,54 @@ def test_hparams_metrics_are_final_val_and_test_values_optimized_first(resumed: 
     tags = [m.name.tag for m in experiment.metric_infos]
     assert tags[0] == "val/acc"
     assert set(tags) == {"val/acc", "val/loss", "test/acc", "test/loss"}
+
+
+def test_a_real_tensorboard_serves_the_runs_tags_and_hparams(resumed: Path) -> None:
+    """``tensorboard --logdir`` on loopback, asked through its HTTP API as the browser asks."""
+    import json
+    import re
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    logdir = resumed.parent
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+                             "--port", "0", "--load_fast", "false"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        url, deadline, seen = None, time.monotonic() + 120, []
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+            url = found.group(1) if found else None
+        assert url, "".join(seen)
+
+        def get(path: str, body: dict | None = None) -> object:
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json",
+                                                                            "X-XSRF-Protected": "1"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())
+
+        runs: list = []
+        while time.monotonic() < deadline and "run/tensorboard" not in runs:  # TensorBoard loads in the background
+            runs = get("/data/runs")
+            time.sleep(0.5)
+        assert runs == ["run/tensorboard"]
+        tags = get("/data/plugin/scalars/tags")["run/tensorboard"]
+        assert {"train/loss", "val/acc", "test/acc", "lr"} <= set(tags)
+        experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
+        assert [m["name"]["tag"] for m in experiment["metricInfos"]][0] == "val/acc"
+        assert {"model", "optimizer", "trainer.max_epochs", "ckpt_path"} <= {h["name"] for h in experiment["hparamInfos"]}
+        groups = get("/data/plugin/hparams/session_groups",
+                     {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                                                "STATUS_RUNNING"],
+                      "colParams": [], "startIndex": 0, "sliceSize": 10})["sessionGroups"]
+        assert len(groups) == 1 and groups[0]["hparams"]["trainer.max_epochs"] == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
