@@ -6,11 +6,14 @@ Each is switched by this callback's own options (``conf/callbacks/default.yaml``
 ``callbacks.tensorboard_images.*``): ``log_confusion_matrix``, ``log_predictions`` (up to
 ``max_predictions`` images) and ``log_graph``; they draw on the trainer's logger. The
 pictures are drawn by matplotlib in a worker process (``expkit.loggers.plots``), off the
-training thread; ``confusion_image`` and ``predictions_grid`` draw plain-torch versions.
+training process, and only as often as keeps that worker under ``PICTURE_BUDGET`` of fit's
+time: a short run gets the last validation's pictures, a long one pictures along the way.
+``confusion_image`` and ``predictions_grid`` draw plain-torch versions.
 """
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Any
 
@@ -28,6 +31,8 @@ WRONG = (0.9, 0.1, 0.1)  # red border
 MAX_CELL_PIXELS = 16  # a confusion-matrix cell is a square of at most this many pixels a side ...
 MATRIX_PIXELS = 400  # ... and fewer when there are many classes, so the image stays this size or less
 MIN_IMAGE_PIXELS = 32  # small inputs (8x8 digits) are enlarged to at least this
+PICTURE_BUDGET = 0.02  # the picture worker's share of fit's time, at most (it competes for the CPUs)
+WORKER_START_SECONDS = 1.5  # its start-up (Python, numpy, matplotlib), counted before it first runs
 
 
 class TensorBoardImages(Callback, Configurable):
@@ -42,6 +47,8 @@ class TensorBoardImages(Callback, Configurable):
         self._wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._graph_logged = False
         self._worker: Any = None  # expkit.loggers.plots.PictureWorker, started with the first picture
+        self._deferred: list[tuple] = []  # the latest validation's picture requests, not sent yet
+        self._fit_started = time.perf_counter()
 
     # ------------------------------------------------------------------ hooks
     def _flag(self, trainer: Any, name: str) -> bool:
@@ -67,48 +74,67 @@ class TensorBoardImages(Callback, Configurable):
         if self._flag(trainer, "log_predictions"):
             self._collect_samples(trainer, task.example_input(batch), labels, preds)
 
+    def on_fit_start(self, trainer: Any, task: Any) -> None:
+        self._fit_started = time.perf_counter()
+
     def on_validation_end(self, trainer: Any, task: Any) -> None:
-        """Ask the picture worker for this validation's pictures; write those it has finished."""
-        step = trainer.global_step
+        """This validation's pictures: drawn now if the picture budget allows, else kept until a
+        later validation replaces them or fit ends (the last validation's are always drawn)."""
+        step, requests = trainer.global_step, []
         # Under DDP every rank joins the reduction, also one whose shard was empty.
         if self._flag(trainer, "log_confusion_matrix") and (self._labels or dist.is_distributed()):
             matrix = self._confusion_matrix()
             if dist.is_rank_zero() and matrix.numel():
-                self._draw("val/confusion_matrix", step, "confusion", matrix.tolist(), class_names(len(matrix)))
+                requests.append(("confusion", "val/confusion_matrix", step, matrix.tolist(), class_names(len(matrix))))
                 trainer.logger.experiment.add_text("val/confusion_matrix_counts", confusion_markdown(matrix), step)
         if self._flag(trainer, "log_predictions") and dist.is_rank_zero() and (self._right or self._wrong):
             inputs, labels, preds = self._pick_samples(self.opts.max_predictions)
             pictures = as_pictures(inputs)
             if pictures is not None:
                 names = class_names(max(self.num_classes or 0, int(max(labels.max(), preds.max())) + 1))
-                self._draw("val/predictions", step, "predictions", pictures, labels.tolist(), preds.tolist(), names)
+                requests.append(("predictions", "val/predictions", step, pictures, labels.tolist(), preds.tolist(),
+                                 names))
         self._labels, self._preds, self._right, self._wrong = [], [], [], []
-        self._write_pictures(trainer, wait=False)
+        if requests:
+            self._deferred = requests
+            if not trainer.fitting or self._within_budget():
+                self._send(trainer)
 
     def on_fit_end(self, trainer: Any, task: Any) -> None:
-        self._write_pictures(trainer, wait=True)
-
-    def on_test_end(self, trainer: Any, task: Any) -> None:
-        self._write_pictures(trainer, wait=True)
+        self._send(trainer)  # the last validation's pictures, if still held back
+        self._close()
 
     def on_exception(self, trainer: Any, task: Any, exception: BaseException) -> None:
-        if self._worker is not None:
-            self._worker.close()
-            self._worker = None
+        self._close()
 
-    def _draw(self, tag: str, step: int, drawing: str, *args: Any) -> None:
-        from expkit.loggers.plots import PictureWorker  # matplotlib's worker starts with the first picture
-
+    def _within_budget(self) -> bool:
+        """The picture worker's time (its start-up included, estimated until it runs) stays under
+        ``PICTURE_BUDGET`` of the time fit has run, and it is not still drawing."""
         if self._worker is None:
-            self._worker = PictureWorker()
-        self._worker.submit(tag, step, drawing, *args)
+            busy = WORKER_START_SECONDS
+        elif not self._worker.idle:
+            return False
+        else:
+            busy = self._worker.busy_seconds
+        return busy <= PICTURE_BUDGET * (time.perf_counter() - self._fit_started)
 
-    def _write_pictures(self, trainer: Any, wait: bool) -> None:
-        if self._worker is None:
+    def _send(self, trainer: Any) -> None:
+        if not self._deferred:
             return
-        for tag, step, (png, width, height) in self._worker.ready(wait=wait):
-            trainer.logger.log_png(tag, png, width, height, step)
-        if wait:
+        if self._worker is None:
+            from expkit.loggers.plots import PictureWorker  # matplotlib's worker starts with the first picture
+
+            trainer.logger.flush()
+            self._worker = PictureWorker(str(trainer.logger.save_dir), after_existing=trainer.global_step > 0)
+        for drawing, *args in self._deferred:
+            self._worker.submit(drawing, *args)
+        self._deferred = []
+        for error in self._worker.errors:
+            log.warning("picture not drawn: %s", error)
+        self._worker.errors.clear()
+
+    def _close(self) -> None:
+        if self._worker is not None:
             self._worker.close()
             self._worker = None
 

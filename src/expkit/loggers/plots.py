@@ -3,18 +3,20 @@
 Drawing a labelled confusion matrix or a captioned prediction grid takes matplotlib tens
 of milliseconds, all of it Python holding the interpreter lock: on the training thread, or
 a thread beside it, that is time the training loop waits. ``PictureWorker`` hands the
-drawing to one separate process (started when the first picture is due, so a run that
-logs no pictures never imports matplotlib); the event is written when the PNG comes back.
+drawing and the writing to one separate process (started when the first picture is due, so
+a run that logs no pictures never imports matplotlib).
 The drawing functions take plain numbers and numpy arrays and return (PNG, width, height).
 """
 from __future__ import annotations
 
+import atexit
 import io
 import pickle
-import queue
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -105,75 +107,98 @@ def predictions_png(images: np.ndarray, labels: Sequence[int], preds: Sequence[i
 
 DRAWINGS: dict[str, Callable[..., tuple[bytes, int, int]]] = {"confusion": confusion_png,
                                                               "predictions": predictions_png}
+SUFFIX = ".pictures"  # the worker's own event file in the run
 
 
 class PictureWorker:
-    """One ``python -m expkit.loggers.plots`` process that draws pictures asked for by name.
+    """One ``python -m expkit.loggers.plots <run> <after>`` process that draws pictures and
+    writes them into the run's TensorBoard directory itself, in its own event file.
 
-    A plain subprocess rather than multiprocessing: it imports numpy and matplotlib only
-    (a spawned multiprocessing child would import the training script and torch again).
-    Requests and PNGs travel pickled over its stdin and stdout; a reader thread collects them.
+    A plain subprocess rather than multiprocessing: it imports numpy, matplotlib and
+    TensorBoard's writer only (a spawned multiprocessing child would import the training
+    script and torch again). Requests travel pickled over its stdin; it answers each with the
+    seconds it spent (or an error), read by a thread. Training never waits for it: ``close``
+    lets it finish, and the interpreter waits for it at exit, so the pictures are all on disk
+    when the run's process ends.
     """
 
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
-        self._pending: list[tuple[str, int]] = []
-        self._results: "queue.Queue[tuple[bool, Any]]" = queue.Queue()
+    def __init__(self, save_dir: str, after_existing: bool) -> None:
+        self.started = time.perf_counter()
+        self.busy_seconds = 0.0  # the worker's own time (start-up included), as it reports it
+        self.outstanding = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen([sys.executable, "-m", "expkit.loggers.plots", save_dir, str(int(after_existing))],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True, name="expkit-pictures").start()
+        atexit.register(self._proc.wait)
 
-    def submit(self, tag: str, step: int, drawing: str, *args: Any) -> None:
-        if self._proc is None:
-            self._proc = subprocess.Popen([sys.executable, "-m", "expkit.loggers.plots"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE)
-            threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True,
-                             name="expkit-pictures").start()
-        pickle.dump((drawing, args), self._proc.stdin)
+    @property
+    def idle(self) -> bool:
+        return self.outstanding == 0
+
+    def submit(self, drawing: str, tag: str, step: int, *args: Any) -> None:
+        with self._lock:
+            self.outstanding += 1
+        pickle.dump((drawing, tag, step, args), self._proc.stdin)
         self._proc.stdin.flush()
-        self._pending.append((tag, step))
 
     def _read(self, stream: Any) -> None:
         while True:
             try:
-                self._results.put(pickle.load(stream))
+                ok, answer = pickle.load(stream)
             except EOFError:
-                self._results.put((False, "the picture worker exited"))
                 return
-
-    def ready(self, wait: bool = False) -> list[tuple[str, int, tuple[bytes, int, int]]]:
-        """The pictures drawn so far, in the order asked (``wait``: all of them)."""
-        done = []
-        while self._pending and (wait or not self._results.empty()):
-            ok, result = self._results.get()
-            tag, step = self._pending.pop(0)
-            if not ok:
-                raise RuntimeError(f"drawing {tag} at step {step} failed: {result}")
-            done.append((tag, step, result))
-        return done
+            with self._lock:
+                self.outstanding -= 1
+                if ok:
+                    self.busy_seconds += answer
+                else:
+                    self.errors.append(answer)
 
     def close(self) -> None:
-        if self._proc is not None:
+        """No more pictures: the worker draws what it was asked and exits (not waited for here)."""
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
             self._proc.stdin.close()
-            self._proc.wait()
-            self._proc = None
 
 
-def _serve() -> None:
-    """The worker's loop: draw each request, answer (ok, PNG or error text) in order."""
+def _serve(save_dir: str, after_existing: bool) -> None:
+    """The worker's loop: draw each request, write it as an image event, answer in order."""
+    started = time.perf_counter()
     import matplotlib
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from expkit.loggers.event_files import start_after_existing_files
 
     matplotlib.use("Agg")
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    writer = None
     while True:
         try:
-            drawing, args = pickle.load(stdin)
+            drawing, tag, step, args = pickle.load(stdin)
         except EOFError:
-            return
+            break
         try:
-            answer: tuple[bool, Any] = (True, DRAWINGS[drawing](*args))
-        except Exception as e:  # noqa: BLE001 - reported to the training process, which raises it
-            answer = (False, f"{type(e).__name__}: {e}")
+            png, width, height = DRAWINGS[drawing](*args)
+            if writer is None:
+                if after_existing:  # a resumed run: sort after its purge marker
+                    start_after_existing_files(Path(save_dir))
+                writer = EventFileWriter(save_dir, filename_suffix=SUFFIX)
+            image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+            writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=[
+                Summary.Value(tag=tag, image=image)])))
+            writer.flush()
+            answer: tuple[bool, Any] = (True, time.perf_counter() - started)
+        except Exception as e:  # noqa: BLE001 - reported to the training process, which logs it
+            answer = (False, f"{tag} at step {step}: {type(e).__name__}: {e}")
+        started = time.perf_counter()
         pickle.dump(answer, stdout)
         stdout.flush()
+    if writer is not None:
+        writer.close()
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(sys.argv[1], sys.argv[2] == "1")

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from expkit.engine import distributed as dist
+from expkit.loggers.event_files import start_after_existing_files as _start_after_existing_files
 from expkit.loggers.options import TensorBoardLoggerOptions
 from expkit.options import Configurable
 
@@ -20,18 +21,6 @@ def _hparam_value(value: Any) -> int | float | str | bool:
     if isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
-
-
-def _start_after_existing_files(directory: Path) -> None:
-    """TensorBoard reads a run's event files in name order, and a name starts with the second
-    it was created in: a resumed run's file must not share that second with the file it continues
-    (its purge marker would be read before the events it is meant to hide)."""
-    stamps = [int(part) for part in (p.name.split(".")[3] for p in directory.glob("events.out.tfevents.*"))
-              if part.isdigit()]
-    if stamps:
-        wait = max(stamps) + 1 - time.time()
-        if wait > 0:
-            time.sleep(wait)
 
 
 def use_fast_event_checksums() -> bool:
