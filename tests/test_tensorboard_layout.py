@@ -43,6 +43,7 @@ def test_a_resumed_run_has_one_session_one_test_point_one_graph(resumed: Path) -
 
     counts, hparams = event_counts(resumed / "tensorboard")
     assert counts["graph"] == 1 and counts["model/summary/text_summary"] == 1
+    assert counts["custom_scalars__config__"] == 1
     assert counts["_hparams_/session_start_info"] == counts["_hparams_/experiment"] == 1
     start = next(plugin_data_pb2.HParamsPluginData.FromString(c) for t, c in hparams
                  if t == "_hparams_/session_start_info").session_start_info.hparams
@@ -54,6 +55,17 @@ def test_a_resumed_run_has_one_session_one_test_point_one_graph(resumed: Path) -
     final_step = scalars["val/acc"][-1][0]
     assert [step for step, _ in scalars["test/acc"]] == [final_step]  # replaced, not a second point
     assert scalars["test/acc"][0][1] == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def test_custom_scalars_put_train_and_val_on_one_chart(resumed: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    acc = EventAccumulator(str(resumed / "tensorboard"), size_guidance={"tensors": 0})
+    acc.Reload()
+    layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert charts == {"loss": ["train/loss", "val/loss"], "accuracy": ["train/acc", "val/acc"]}
 
 
 def test_hparams_metrics_are_final_val_and_test_values_optimized_first(resumed: Path) -> None:

@@ -86,3 +86,8 @@ def test_save_top_k_zero_keeps_no_best_and_save_last_false_no_last(tmp_path: Pat
 def test_every_n_epochs_writes_last_every_n_epochs(tmp_path: Path) -> None:
     fit(tmp_path, 3, checkpoint_options={"every_n_epochs": 2, "save_top_k": 0})
     assert load(tmp_path / "checkpoints" / "last.ckpt")["loop"]["epoch"] == 1  # epoch 1 (the 2nd), not 2
+
+
+def test_a_per_step_schedule_logs_lr_at_every_step_log(tmp_path: Path) -> None:
+    fit(tmp_path, 1, scheduler_interval="step")  # LearningRateMonitor(logging_interval="auto")
+    assert [step for step, _ in read_scalars(tmp_path / "tensorboard")["lr"]] == [1, 2, 3, 4, 5]

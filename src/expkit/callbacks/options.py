@@ -30,7 +30,8 @@ class EarlyStoppingOptions(Options):
 
 @dataclass
 class LearningRateMonitorOptions(Options):
-    logging_interval: str = option("epoch", one_of("epoch", "step"))
+    logging_interval: str = option("auto", one_of("auto", "epoch", "step"),
+                                   "auto: per step when the scheduler steps per step, else per epoch")
 
 
 @dataclass

@@ -61,6 +61,10 @@ def png_image(image: torch.Tensor) -> Any:
     return Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encode_png(pixels))
 
 
+#: The Custom Scalars tab: train and validation curves of one metric on one chart.
+CUSTOM_SCALARS = {"train and val": {"loss": ["Multiline", ["train/loss", "val/loss"]],
+                                    "accuracy": ["Multiline", ["train/acc", "val/acc"]]}}
+
 #: The event file that holds a run's test metrics and its HParams session. Each leg of a resumed
 #: run replaces it, so TensorBoard shows the latest leg's hyperparameters (it keeps the first
 #: session it reads) and one test point (a resumed run's test would be a second point).
@@ -104,6 +108,8 @@ class TensorBoardLogger(Configurable):
             if self._purge_step is not None:
                 _start_after_existing_files(self.save_dir)
             self._writer = SummaryWriter(log_dir=str(self.save_dir), purge_step=self._purge_step)
+            if self._purge_step is None:  # once per run directory: a resumed run has it already
+                self._writer.add_custom_scalars(CUSTOM_SCALARS)
         return self._writer
 
     @property
