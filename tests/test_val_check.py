@@ -91,3 +91,14 @@ def test_every_n_epochs_writes_last_every_n_epochs(tmp_path: Path) -> None:
 def test_a_per_step_schedule_logs_lr_at_every_step_log(tmp_path: Path) -> None:
     fit(tmp_path, 1, scheduler_interval="step")  # LearningRateMonitor(logging_interval="auto")
     assert [step for step, _ in read_scalars(tmp_path / "tensorboard")["lr"]] == [1, 2, 3, 4, 5]
+
+
+def test_the_gradient_norm_before_clipping_is_logged_when_clipping_is_on(tmp_path: Path) -> None:
+    fit(tmp_path / "clipped", 1, gradient_clip_val=0.01)
+    norms = read_scalars(tmp_path / "clipped" / "tensorboard")["train/grad_norm"]
+    assert [step for step, _ in norms] == [1, 2, 3, 4, 5]
+    assert all(value > 0.01 for _, value in norms)  # before clipping: above the clip value
+    fit(tmp_path / "plain", 1)
+    assert "train/grad_norm" not in read_scalars(tmp_path / "plain" / "tensorboard")
+    fit(tmp_path / "asked", 1, log_grad_norm=True)
+    assert len(read_scalars(tmp_path / "asked" / "tensorboard")["train/grad_norm"]) == 5

@@ -21,6 +21,8 @@ class TrainerOptions(Options):
     accumulate_grad_batches: int = option(1, integer(1))
     gradient_clip_val: Optional[float] = option(None, optional(number(0, exclusive=True)))
     gradient_clip_algorithm: str = option("norm", one_of("norm", "value"))
+    log_grad_norm: Optional[bool] = option(None, doc="train/grad_norm (before clipping) at each step log; "
+                                           "null: when gradient_clip_val is set")
     check_val_every_n_epoch: int = option(1, integer(1))
     val_check_interval: Any = option(None, LIMIT, "also validate inside each epoch: null (no) | fraction in (0, 1] "
                                      "of the epoch | every N optimizer steps")

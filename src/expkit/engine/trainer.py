@@ -181,14 +181,14 @@ class Trainer(Configurable):
         self.guard.track(self.global_step, result.loss)
         self.optimizer_stepped = step_now
         if step_now:
-            self.runtime.optimizer_step(self.optimizer)
+            self.runtime.optimizer_step(self.optimizer, (self.global_step + 1) % self.opts.log_every_n_steps == 0)
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
             self.global_step += 1
             if self.global_step % self.opts.log_every_n_steps == 0:
                 window = {f"train/{k}_step": v for k, v in self.meters.window_means().items()}
                 self._check_finite()
-                self.log_metrics(window)
+                self.log_metrics({**window, **self.runtime.grad_norm_metrics()})
         if self.guard.full:  # no log for a long while: check now to bound memory
             self._check_finite()
         return result
