@@ -130,7 +130,7 @@ def test_the_picture_worker_writes_labelled_pictures_into_the_run(tmp_path):
     worker.submit("predictions", "grid", 3, np.random.rand(4, 8, 8), [0, 1, 0, 1], [0, 1, 1, 1], ["0", "1"])
     worker.submit("confusion", "cm", 5, [[10, 0], [0, 10]], ["cat", "dog"])
     worker.close()
-    worker._proc.wait(timeout=120)
+    worker.finish()
     assert worker.idle and not worker.errors and worker.busy_seconds > 0
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()

@@ -131,7 +131,7 @@ class PictureWorker:
         self._proc = subprocess.Popen([sys.executable, "-m", "expkit.loggers.plots", save_dir, str(int(after_existing))],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True, name="expkit-pictures").start()
-        atexit.register(self._proc.wait)
+        atexit.register(self.finish)
 
     @property
     def idle(self) -> bool:
@@ -160,6 +160,11 @@ class PictureWorker:
         """No more pictures: the worker draws what it was asked and exits (not waited for here)."""
         if self._proc.stdin is not None and not self._proc.stdin.closed:
             self._proc.stdin.close()
+
+    def finish(self) -> None:
+        """Close and wait until every picture is written (at interpreter exit)."""
+        self.close()
+        self._proc.wait()
 
 
 def _serve(save_dir: str, after_existing: bool) -> None:
