@@ -6,14 +6,10 @@
 """
 from __future__ import annotations
 
-import logging
-
 import hydra
 from omegaconf import DictConfig
 
 from expkit.runner import resolve_ckpt_path, run, run_dir  # importing it registers the config schemas
-
-log = logging.getLogger("train")
 
 
 def build(node: DictConfig | None, **kwargs):
@@ -27,7 +23,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from expkit.config import hparam_metrics, hparams, to_plain
     from expkit.config.stored import check_resume_config, read_stored_config
     from expkit.engine import seed_everything
-    from expkit.report import RunReport
+    from expkit.report import RunReport, log_lines
 
     ckpt_path = resolve_ckpt_path(cfg, run_dir())
     if ckpt_path is not None:  # fail before building anything if the model or data shape changed
@@ -46,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.test:
         metrics.update(trainer.test(task, datamodule, ckpt_path="best"))
     metrics["best_epoch"] = trainer.best_epoch  # from its checkpoint callback (None without one)
-    log.info("%s", report.table(trainer, metrics, run_dir()))
+    log_lines(report.table(trainer, metrics, run_dir()))
     if logger is not None:
         logger.log_hyperparams(hparams(cfg), hparam_metrics(metrics, cfg.get("optimized_metric")))
         logger.finalize()

@@ -49,6 +49,12 @@ def model_summary(model: Any) -> tuple[str, str]:
     return "\n".join(text), "\n".join(md)
 
 
+def log_lines(text: str) -> None:
+    """One log record per line: every line of the console and train.log keeps its prefix."""
+    for line in text.splitlines():
+        log.info("%s", line)
+
+
 class RunReport(Callback):
     """Logs the model summary when fit starts, and times and counts the training for the final table."""
 
@@ -63,7 +69,7 @@ class RunReport(Callback):
 
         self._started, self._first_step = time.perf_counter(), trainer.global_step
         text, markdown = model_summary(unwrap_model(task.model))
-        log.info("%s", text)
+        log_lines(text)
         if trainer.logger is not None and trainer.is_global_zero and trainer.global_step == 0:
             trainer.logger.log_text("model/summary", markdown, 0)  # once per run directory, not per resume
 
