@@ -202,7 +202,10 @@ def _serve(save_dir: str, after_existing: bool) -> None:
         pickle.dump(answer, stdout)
         stdout.flush()
     if writer is not None:
-        writer.close()
+        try:
+            writer.close()
+        except OSError:  # the run directory is gone (a temporary one, removed after its run)
+            pass
 
 
 if __name__ == "__main__":
