@@ -24,10 +24,11 @@ def build(node: DictConfig | None, **kwargs):
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    from expkit.config import hparams, to_plain
+    from expkit.config import hparam_metrics, hparams, to_plain
     from expkit.config.sizes import build_model
     from expkit.config.stored import SIZES_KEY, check_resume_config, read_stored_config
     from expkit.engine import seed_everything
+    from expkit.report import RunReport, log_lines
 
     ckpt_path = resolve_ckpt_path(cfg, run_dir())
     stored = read_stored_config(ckpt_path) if ckpt_path is not None else None
@@ -40,15 +41,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     task = build(cfg.task, model=model, optimizer=build(cfg.optimizer), scheduler=build(cfg.scheduler))
     callbacks = [build(node) for node in (cfg.callbacks or {}).values() if node]  # null: switched off
     logger = build(cfg.logger)
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=logger)
+    report = RunReport()  # model summary at start, results table at the end
+    trainer = build(cfg.trainer, callbacks=[*callbacks, report], logger=logger)
 
     trainer.fit(task, datamodule, ckpt_path=ckpt_path, config=config)
     metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k and not k.endswith("_step")}
     if cfg.test:
         metrics.update(trainer.test(task, datamodule, ckpt_path="best"))
     metrics["best_epoch"] = trainer.best_epoch  # from its checkpoint callback (None without one)
+    log_lines(report.table(trainer, metrics, run_dir()))
     if logger is not None:
-        logger.log_hyperparams(hparams(cfg), {k: v for k, v in metrics.items() if isinstance(v, float)})
+        logger.log_hyperparams(hparams(cfg), hparam_metrics(metrics, cfg.get("optimized_metric")))
         logger.finalize()
     return metrics
 

@@ -41,7 +41,8 @@ class CrashAt(Callback):
 
 def fit(run_dir: Path, max_epochs: int, *, ckpt_path: Path | None = None, loader: str = "memory",
         every_n_train_steps: int | None = None, extra: tuple[Callback, ...] = (),
-        scheduler_interval: str = "epoch", task_class: type = ClassificationTask) -> Trainer:
+        scheduler_interval: str = "epoch", task_class: type = ClassificationTask,
+        checkpoint_options: dict[str, Any] | None = None, **trainer_options: Any) -> Trainer:
     """A small run with everything that can break exactness on: shuffling, dropout, momentum,
     a cosine schedule, gradient accumulation with a short last cycle, callbacks with state."""
     seed_everything(0)
@@ -51,11 +52,13 @@ def fit(run_dir: Path, max_epochs: int, *, ckpt_path: Path | None = None, loader
     task = task_class(model, optimizer=partial(torch.optim.SGD, lr=0.2, momentum=0.9),
                       scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=12),
                       scheduler_interval=scheduler_interval)
-    callbacks = [*extra, ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), every_n_train_steps=every_n_train_steps),
+    callbacks = [*extra, ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), every_n_train_steps=every_n_train_steps,
+                                         **(checkpoint_options or {})),
                  EarlyStopping(patience=20), LearningRateMonitor()]
     logger = TensorBoardLogger(save_dir=str(run_dir / "tensorboard"))
     trainer = Trainer(max_epochs=max_epochs, accelerator="cpu", accumulate_grad_batches=3, num_sanity_val_steps=1,
-                      log_every_n_steps=1, callbacks=callbacks, logger=logger, default_root_dir=run_dir)
+                      log_every_n_steps=1, callbacks=callbacks, logger=logger, default_root_dir=run_dir,
+                      **trainer_options)
     try:
         trainer.fit(task, data, ckpt_path=ckpt_path)
     finally:

@@ -131,7 +131,9 @@ def test_grid_sweep_leaves_complete_jobs_summary_and_one_hparams_view(tmp_path):
     # overridden keys, even outside the default hparams, and keys only some jobs have (MLP's)
     assert {"model", "optimizer.lr", "trainer.max_epochs", "trainer.num_sanity_val_steps",
             "model.hidden_sizes"} <= columns
-    assert {"val/acc", "test/acc"} <= {info.name.tag for info in experiment.metric_infos}
+    metric_tags = [info.name.tag for info in experiment.metric_infos]
+    assert metric_tags[0] == "val/acc" and {"val/acc", "test/acc"} <= set(metric_tags)  # the optimized first
+    assert not {"epoch", "lr"} & set(metric_tags)
     for row, job in zip(rows, jobs):
         session = sessions[f"{job.name}/tensorboard"]
         model, lr = (overrides_of(row["overrides"])[k] for k in ("model", "optimizer.lr"))

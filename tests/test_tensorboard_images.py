@@ -27,12 +27,14 @@ def test_images_and_graph_are_in_the_event_file(tmp_path):
     tags = events.Tags()
     assert {"val/confusion_matrix", "val/predictions"} <= set(tags["images"])
     matrices = events.Images("val/confusion_matrix")
-    assert len(matrices) == 2  # one per validation
+    # At most one per validation (as the picture budget allows), and always the last validation's.
+    final_step = events.Scalars("val/acc")[-1].step if "val/acc" in tags["scalars"] else None
     steps = [image.step for image in matrices]
-    assert steps == sorted(steps) and steps[0] > 0
-    assert _png_size(matrices[-1].encoded_image_string) == (10 * 16, 10 * 16)  # 10 classes, 16 px a cell
+    assert 1 <= len(steps) <= 2 and steps == sorted(set(steps)) and steps[-1] == final_step
+    width, height = _png_size(matrices[-1].encoded_image_string)
+    assert (width, height) == (matrices[-1].width, matrices[-1].height) and width <= 600  # fits its card
     grids = events.Images("val/predictions")
-    assert len(grids) == 2
+    assert [g.step for g in grids] == steps
     width, height = _png_size(grids[-1].encoded_image_string)
     assert (width, height) == (grids[-1].width, grids[-1].height) and width > height  # 16 images: 2 rows of 8
     assert tags["graph"]  # the model graph, traced once
@@ -115,3 +117,41 @@ def test_fast_event_checksums_equal_tensorboards_own_and_files_still_verify(tmp_
     (event_file,) = tmp_path.glob("events.out.tfevents.*")
     read = list(EventFileLoader(str(event_file)).Load())
     assert any(v.tag == "picture" for event in read for v in event.summary.value)
+
+
+def test_the_picture_worker_writes_labelled_pictures_into_the_run(tmp_path):
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from expkit.loggers.plots import PictureWorker
+
+    worker = PictureWorker(str(tmp_path), after_existing=False)
+    worker.submit("confusion", "cm", 3, [[9, 1], [0, 10]], ["cat", "dog"])
+    worker.submit("predictions", "grid", 3, np.random.rand(4, 8, 8), [0, 1, 0, 1], [0, 1, 1, 1], ["0", "1"])
+    worker.submit("confusion", "cm", 5, [[10, 0], [0, 10]], ["cat", "dog"])
+    worker.close()
+    worker.finish()
+    assert worker.idle and not worker.errors and worker.busy_seconds > 0
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert [i.step for i in events.Images("cm")] == [3, 5] and [i.step for i in events.Images("grid")] == [3]
+    for image in events.Images("cm") + events.Images("grid"):
+        assert _png_size(image.encoded_image_string) == (image.width, image.height) and image.width <= 600
+
+
+def test_the_confusion_matrix_tints_a_single_error_and_writes_the_counts():
+    """Reads matplotlib's own figure: each non-zero cell has its count, a single error is
+    clearly coloured, zeros are white, both axes are labelled with the class names."""
+    from expkit.loggers.plots import confusion_figure, confusion_png
+
+    fig = confusion_figure([[30, 1], [0, 29]], ["cat", "dog"])
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "29", "30"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog"]
+    image = ax.images[0]
+    one_error = image.cmap(image.norm(1))
+    assert sum(one_error[:3]) < 2.45  # a clear blue, not near-white (white is 3.0)
+    assert tuple(image.cmap.get_bad()[:3]) == (1.0, 1.0, 1.0)  # zeros are white
+    png, width, height = confusion_png([[30, 1], [0, 29]], ["cat", "dog"])
+    assert png[:4] == b"\x89PNG" and width <= 600

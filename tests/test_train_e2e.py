@@ -14,8 +14,33 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def five_epochs(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("e2e") / "run"
-    train("model=mlp", "trainer.max_epochs=5", f"hydra.run.dir={run}")
+    proc = train("model=mlp", "trainer.max_epochs=5", f"hydra.run.dir={run}")
+    (run.parent / "console.txt").write_text(proc.stdout + proc.stderr)
     return run
+
+
+def test_the_run_ends_with_one_results_table_on_the_console_and_in_train_log(five_epochs: Path):
+    metrics = read_json(five_epochs / "metrics.json")
+    for text in ((five_epochs.parent / "console.txt").read_text(), (five_epochs / "train.log").read_text()):
+        assert text.count("results:") == 1
+        table = text.split("results:", 1)[1]
+        assert f"test/acc       {metrics['test/acc']:.4f}" in table
+        assert f"best epoch     {metrics['best_epoch']} (val/acc " in table
+        assert "trained        5 epochs, " in table and "training samples/s" in table
+        assert f"run directory  {five_epochs}" in table
+
+
+def test_the_model_summary_is_in_the_log_and_in_tensorboard(five_epochs: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_text = (five_epochs / "train.log").read_text()
+    assert "model MLP:" in log_text and "total parameters: 17.2 K" in log_text and "net.1" in log_text
+    acc = EventAccumulator(str(five_epochs / "tensorboard"), size_guidance={"tensors": 0})
+    acc.Reload()
+    texts = acc.Tensors("model/summary/text_summary")
+    assert len(texts) == 1
+    summary = texts[0].tensor_proto.string_val[0].decode()
+    assert "| net.1 | Linear |" in summary and "**trainable parameters**: 17.2 K" in summary
 
 
 def test_run_directory_holds_every_promised_file(five_epochs: Path):

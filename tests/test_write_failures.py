@@ -36,7 +36,7 @@ def test_a_failed_background_write_stops_at_the_next_step(tmp_path, caplog):
         assert any(entry.name == "_train_epoch" for entry in error.traceback)
         assert STEPS_PER_EPOCH < trainer.global_step < 30 * STEPS_PER_EPOCH // 2
         saved = [r.getMessage() for r in caplog.records if "saved" in r.getMessage()]
-        assert saved == [f"epoch 0: val/acc={trainer.callback_metrics['val/acc']:.4f} is the best so far, "
-                         f"saved {folder / 'best.ckpt'}"]
+        assert saved == [f"epoch 0, step {STEPS_PER_EPOCH}: val/acc={trainer.callback_metrics['val/acc']:.4f} "
+                         f"is the best so far, saved {folder / 'best.ckpt'}"]
         assert load(folder / "best.ckpt")["loop"]["epoch"] == 0  # the earlier file is whole
         assert not (folder / "last.ckpt").exists() and not list(folder.glob(".*.tmp"))

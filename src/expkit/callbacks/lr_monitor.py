@@ -1,4 +1,5 @@
-"""Log the learning rate as ``lr``: once per epoch, or at every step log for per-step schedules."""
+"""Log the learning rate as ``lr``: once per epoch, or at every step log for per-step schedules
+(``auto``, the default: per step when the scheduler steps per step)."""
 from __future__ import annotations
 
 from typing import Any
@@ -25,12 +26,17 @@ class LearningRateMonitor(Callback, Configurable):
         if trainer.train_loader.position == 0:  # not when resuming in the middle of the epoch
             self._epoch_lr = trainer.lr
 
+    def _interval(self, trainer: Any) -> str:
+        if self.logging_interval != "auto":
+            return self.logging_interval
+        return "step" if trainer.scheduler is not None and trainer.scheduler_interval == "step" else "epoch"
+
     def on_train_epoch_end(self, trainer: Any, task: Any) -> None:
-        if self.logging_interval == "epoch" and self._epoch_lr is not None:
+        if self._interval(trainer) == "epoch" and self._epoch_lr is not None:
             trainer.log_metrics({"lr": self._epoch_lr})
 
     def on_train_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
-        if (self.logging_interval == "step" and trainer.optimizer_stepped
+        if (trainer.optimizer_stepped and self._interval(trainer) == "step"
                 and trainer.global_step % trainer.log_every_n_steps == 0):
             trainer.log_metrics({"lr": trainer.lr})
 

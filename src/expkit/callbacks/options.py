@@ -4,15 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from expkit.options import MODE, Options, integer, number, one_of, option, optional
+from expkit.options import MODE, Options, Rule, integer, number, one_of, option, optional
 
 
 @dataclass
 class ModelCheckpointOptions(Options):
-    dirpath: str = option("checkpoints", doc="where last.ckpt and best.ckpt go")
-    monitor: Optional[str] = option("val/acc", doc="best.ckpt follows this metric; null: no best.ckpt")
+    dirpath: str = option("checkpoints", doc="where last.ckpt, best.ckpt and the top-k files go")
+    monitor: Optional[str] = option("val/acc", doc="best.ckpt and the top k follow this metric; null: no best.ckpt")
     mode: str = option("max", MODE)
-    save_last: bool = option(True)
+    save_top_k: int = option(1, Rule(lambda v: v == -1 or integer(0).test(v), "must be -1 (all) or an integer >= 0"),
+                             "1: best.ckpt; k > 1: also the k best as epoch=E-step=S-<metric>=V.ckpt; "
+                             "-1: all of them; 0: no best.ckpt")
+    save_last: bool = option(True, doc="last.ckpt at every validation (and every_n_* below)")
     every_n_train_steps: Optional[int] = option(None, optional(integer(1)), "also save last.ckpt every N steps")
     every_n_epochs: int = option(1, integer(1), "save last.ckpt every N epochs")
 
@@ -27,7 +30,8 @@ class EarlyStoppingOptions(Options):
 
 @dataclass
 class LearningRateMonitorOptions(Options):
-    logging_interval: str = option("epoch", one_of("epoch", "step"))
+    logging_interval: str = option("auto", one_of("auto", "epoch", "step"),
+                                   "auto: per step when the scheduler steps per step, else per epoch")
 
 
 @dataclass

@@ -1,15 +1,20 @@
 """Pictures in TensorBoard at each validation, the ones the task asks for (``Task.pictures``):
-a confusion matrix and a grid of sample predictions for classification, predicted against
-true values for regression, none for a language model; and the model graph once.
+for classification a confusion matrix (class labels, counts, a log colour scale) and a grid of
+sample predictions captioned true -> predicted; for regression predicted against true values;
+none for a language model; and the model graph once.
 
 Each is switched by this callback's own options (``conf/callbacks/default.yaml``,
 ``callbacks.tensorboard_images.*``): ``log_confusion_matrix``, ``log_predictions`` (up to
-``max_predictions`` images), ``log_scatter`` and ``log_graph``; they draw on the trainer's logger. Images are built with plain torch (no plotting library, no torchvision
-import on the default path): a green border is a right prediction, a red one a wrong one.
+``max_predictions`` images), ``log_scatter`` and ``log_graph``; they draw on the trainer's logger. The
+pictures are drawn by matplotlib in a worker process (``expkit.loggers.plots``), off the
+training process, and only as often as keeps that worker under ``PICTURE_BUDGET`` of fit's
+time: a short run gets the last validation's pictures, a long one pictures along the way.
+``confusion_image`` and ``predictions_grid`` draw plain-torch versions.
 """
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Any
 
@@ -27,6 +32,8 @@ WRONG = (0.9, 0.1, 0.1)  # red border
 MAX_CELL_PIXELS = 16  # a confusion-matrix cell is a square of at most this many pixels a side ...
 MATRIX_PIXELS = 400  # ... and fewer when there are many classes, so the image stays this size or less
 MIN_IMAGE_PIXELS = 32  # small inputs (8x8 digits) are enlarged to at least this
+PICTURE_BUDGET = 0.02  # the picture worker's share of fit's time, at most (it competes for the CPUs)
+WORKER_START_SECONDS = 1.5  # its start-up (Python, numpy, matplotlib), counted before it first runs
 
 
 class TensorBoardImages(Callback, Configurable):
@@ -42,6 +49,9 @@ class TensorBoardImages(Callback, Configurable):
         self._scatter: list[tuple[torch.Tensor, torch.Tensor]] = []  # (targets, predictions), rank 0's shard
         self._graph_logged = False
         self._classes = self.num_classes  # null: the model's output width, seen in the first batch
+        self._worker: Any = None  # expkit.loggers.plots.PictureWorker, started with the first picture
+        self._deferred: list[tuple] = []  # the latest validation's picture requests, not sent yet
+        self._fit_started = time.perf_counter()
 
     # ------------------------------------------------------------------ hooks
     def _flag(self, trainer: Any, name: str, task: Any = None) -> bool:
@@ -73,28 +83,80 @@ class TensorBoardImages(Callback, Configurable):
         if self._flag(trainer, "log_predictions", task):
             self._collect_samples(trainer, task.example_input(batch), labels, preds)
 
+    def on_fit_start(self, trainer: Any, task: Any) -> None:
+        self._fit_started = time.perf_counter()
+
     def on_validation_end(self, trainer: Any, task: Any) -> None:
-        step = trainer.global_step
+        """This validation's pictures: drawn now if the picture budget allows, else kept until a
+        later validation replaces them or fit ends (the last validation's are always drawn)."""
+        step, requests = trainer.global_step, []
         # Under DDP every rank joins the reduction, also one whose shard was empty.
         if self._flag(trainer, "log_confusion_matrix", task) and (self._labels or dist.is_distributed()):
             matrix = self._confusion_matrix()
             if dist.is_rank_zero() and matrix.numel():
-                trainer.logger.log_image("val/confusion_matrix", confusion_image(matrix), step)
+                requests.append(("confusion", "val/confusion_matrix", step, matrix.tolist(), class_names(len(matrix))))
                 trainer.logger.experiment.add_text("val/confusion_matrix_counts", confusion_markdown(matrix), step)
-        if self._scatter:
+        if self._scatter:  # regression: drawn here (matplotlib), one small figure per validation
             from expkit.callbacks.scatter import scatter_image
 
-            targets, preds = (torch.cat(parts) for parts in zip(*self._scatter))
-            trainer.logger.log_image("val/predicted_vs_true", scatter_image(targets, preds), step)
+            targets, predicted = (torch.cat(parts) for parts in zip(*self._scatter))
+            trainer.logger.log_image("val/predicted_vs_true", scatter_image(targets, predicted), step)
         if self._flag(trainer, "log_predictions", task) and dist.is_rank_zero() and (self._right or self._wrong):
-            samples = self._pick_samples(self.opts.max_predictions)
-            grid = predictions_grid(*samples)
-            if grid is not None:
-                trainer.logger.log_image("val/predictions", grid, step)
-                text = ", ".join(f"{y}->{p}" for y, p in zip(samples[1].tolist(), samples[2].tolist()))
-                trainer.logger.experiment.add_text("val/predictions_labels", f"label->prediction, row by row: {text}",
-                                                   step)
+            inputs, labels, preds = self._pick_samples(self.opts.max_predictions)
+            pictures = as_pictures(inputs)
+            if pictures is not None:
+                names = class_names(max(self._classes or 0, int(max(labels.max(), preds.max())) + 1))
+                requests.append(("predictions", "val/predictions", step, pictures, labels.tolist(), preds.tolist(),
+                                 names))
         self._labels, self._preds, self._right, self._wrong, self._scatter = [], [], [], [], []
+        if requests:
+            self._deferred = requests
+            if not trainer.fitting or self._within_budget():
+                self._send(trainer)
+
+    def on_fit_end(self, trainer: Any, task: Any) -> None:
+        self._send(trainer)  # the last validation's pictures, if still held back
+        self._close()
+
+    def on_exception(self, trainer: Any, task: Any, exception: BaseException) -> None:
+        self._close()
+
+    def _within_budget(self) -> bool:
+        """The picture worker's time (its start-up included, estimated until it runs) stays under
+        ``PICTURE_BUDGET`` of the time fit has run, and it is not still drawing."""
+        if self._worker is None:
+            busy = WORKER_START_SECONDS
+        elif not self._worker.idle:
+            return False
+        else:
+            busy = self._worker.busy_seconds
+        return busy <= PICTURE_BUDGET * (time.perf_counter() - self._fit_started)
+
+    def _send(self, trainer: Any) -> None:
+        if not self._deferred:
+            return
+        if self._worker is None:
+            from expkit.loggers.plots import PictureWorker  # matplotlib's worker starts with the first picture
+
+            trainer.logger.flush()
+            self._worker = PictureWorker(str(trainer.logger.save_dir), after_existing=trainer.global_step > 0)
+        for drawing, *args in self._deferred:
+            self._worker.submit(drawing, *args)
+        self._deferred = []
+        for error in self._worker.errors:
+            log.warning("picture not drawn: %s", error)
+        self._worker.errors.clear()
+
+    def _close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"graph_logged": self._graph_logged}  # a resumed run does not draw it a second time
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._graph_logged = bool(state.get("graph_logged", False))
 
     # ---------------------------------------------------------------- helpers
     def _log_graph(self, trainer: Any, task: Any, batch: Any) -> None:
@@ -140,10 +202,25 @@ class TensorBoardImages(Callback, Configurable):
         labels = torch.cat(self._labels).long() if self._labels else empty
         preds = torch.cat(self._preds).long() if self._preds else empty
         classes = self._classes or (int(max(labels.max().item(), preds.max().item())) + 1 if len(labels) else 0)
-        if dist.is_distributed() and not self.num_classes:  # every rank joins (an empty shard saw no logits)
+        if dist.is_distributed() and not self.num_classes:
             classes = int(dist.all_reduce_max(float(classes)))
         matrix = torch.bincount(labels * classes + preds, minlength=classes * classes).reshape(classes, classes)
         return dist.all_reduce_sum(matrix).cpu()  # under DDP each rank saw its own shard
+
+
+def class_names(n: int) -> list[str]:
+    return [str(i) for i in range(n)]
+
+
+def as_pictures(inputs: torch.Tensor) -> Any:
+    """Sample inputs as numpy pictures for ``expkit.loggers.plots``: (N, H, W) or (N, H, W, 3),
+    each stretched to [0, 1]; ``None`` for inputs that are not 1- or 3-channel images."""
+    x = inputs.unsqueeze(1) if inputs.dim() == 3 else inputs
+    if x.shape[1] not in (1, 3):
+        return None
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    x = ((x - lo) / (hi - lo).clamp(min=1e-8)).float()
+    return (x[:, 0] if x.shape[1] == 1 else x.permute(0, 2, 3, 1)).numpy()
 
 
 def confusion_image(matrix: torch.Tensor) -> torch.Tensor:

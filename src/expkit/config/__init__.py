@@ -7,7 +7,7 @@ from omegaconf import Container, DictConfig, OmegaConf
 
 from expkit.config.checks import ConfigError, validate
 
-__all__ = ["ConfigError", "flatten", "to_plain", "validate"]
+__all__ = ["ConfigError", "flatten", "hparam_metrics", "hparams", "to_plain", "validate"]
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
@@ -29,19 +29,42 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 HPARAM_GROUPS = ("model", "optimizer", "scheduler")
 HPARAM_KEYS = ("seed", "data._target_", "data.batch_size", "trainer.max_epochs", "trainer.precision",
-               "trainer.accumulate_grad_batches", "task.scheduler_interval")
+               "trainer.accumulate_grad_batches", "task.scheduler_interval", "ckpt_path")
+#: Config groups whose choice is not a hyperparameter.
+NOT_HPARAM_GROUPS = ("hydra", "paths", "local", "callbacks", "logger", "launcher", "debug", "hparams_search")
 
 
 def hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The hyperparameters shown in TensorBoard's HParams tab: every key of the model,
-    optimizer and scheduler groups plus a few run-level ones, flat (``optimizer.lr``)."""
-    plain = to_plain(cfg)
-    flat = flatten(plain)
-    keep = {k: v for k, v in flat.items()
-            if k.split(".")[0] in HPARAM_GROUPS and not k.endswith("_partial_")}
+    """The hyperparameters shown in TensorBoard's HParams tab, flat (``optimizer.lr``): the
+    group choices (``model: mlp``, whether overridden or not, so every run of a sweep has the
+    column), every key of the model, optimizer and scheduler groups, a few run-level ones
+    (``ckpt_path``: which leg of a resumed run this is) and whatever the command line set."""
+    flat = flatten(to_plain(cfg))
+    keep = group_choices()
+    keep.update({k: v for k, v in flat.items() if k.split(".")[0] in HPARAM_GROUPS and not k.endswith("_partial_")})
     keep.update({k: flat[k] for k in HPARAM_KEYS if k in flat})
     keep.update(overridden(cfg))
     return keep
+
+
+def group_choices() -> dict[str, str]:
+    """Which option of each config group this run uses (``model: mlp``, ``scheduler: none``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {group: "none" if choice is None else str(choice) for group, choice in choices.items()
+            if group.split("/")[0] not in NOT_HPARAM_GROUPS and not group.startswith("schema")}
+
+
+def hparam_metrics(metrics: dict[str, Any], optimized: str | None) -> dict[str, float]:
+    """The HParams tab's metric columns: the final ``val/*`` and ``test/*`` values, the optimized
+    metric first (``epoch``, ``lr`` and per-step values are not results)."""
+    keep = {k: float(v) for k, v in metrics.items()
+            if isinstance(v, float) and k.split("/")[0] in ("val", "test") and not k.endswith("_step")}
+    first = {optimized: keep.pop(optimized)} if optimized in keep else {}
+    return {**first, **dict(sorted(keep.items()))}
 
 
 def overridden(cfg: DictConfig) -> dict[str, Any]:

@@ -21,7 +21,11 @@ class TrainerOptions(Options):
     accumulate_grad_batches: int = option(1, integer(1))
     gradient_clip_val: Optional[float] = option(None, optional(number(0, exclusive=True)))
     gradient_clip_algorithm: str = option("norm", one_of("norm", "value"))
+    log_grad_norm: Optional[bool] = option(None, doc="train/grad_norm (before clipping) at each step log; "
+                                           "null: when gradient_clip_val is set")
     check_val_every_n_epoch: int = option(1, integer(1))
+    val_check_interval: Any = option(None, LIMIT, "also validate inside each epoch: null (no) | fraction in (0, 1] "
+                                     "of the epoch | every N optimizer steps")
     num_sanity_val_steps: int = option(2, integer(0), "validation batches run before training")
     log_every_n_steps: int = option(50, integer(1))
     limit_train_batches: Any = option(None, LIMIT, "null | fraction in (0, 1] | number of batches")

@@ -43,6 +43,7 @@ class Runtime:
         self.opts = opts
         self.device = torch.device("cpu")
         self.scaler: torch.amp.GradScaler | None = None
+        self.grad_norm: torch.Tensor | None = None  # measured at step logs (optimizer_step)
         self.is_ddp = False
 
     def setup(self, task: nn.Module) -> None:
@@ -96,23 +97,35 @@ class Runtime:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Clip (after unscaling), step (through the scaler) and clear the gradients."""
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, measure: bool = False) -> None:
+        """Clip (after unscaling), step (through the scaler) and clear the gradients. ``measure``:
+        keep the gradients' total norm before clipping (``grad_norm_metrics``) if it is logged."""
         clip = self.opts.gradient_clip_val
-        if clip is not None:
+        logged = self.opts.log_grad_norm if self.opts.log_grad_norm is not None else clip is not None
+        self.grad_norm = None
+        if clip is not None or (measure and logged):
             if self.scaler is not None:
                 self.scaler.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"]]
-            if self.opts.gradient_clip_algorithm == "norm":
-                nn.utils.clip_grad_norm_(params, clip)
+            if clip is not None and self.opts.gradient_clip_algorithm == "norm":
+                norm = nn.utils.clip_grad_norm_(params, clip)  # returns the norm before clipping
             else:
-                nn.utils.clip_grad_value_(params, clip)
+                grads = [p.grad for p in params if p.grad is not None]
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) \
+                    if measure and logged and grads else None
+                if clip is not None:
+                    nn.utils.clip_grad_value_(params, clip)
+            self.grad_norm = norm if measure and logged else None
         if self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
+    def grad_norm_metrics(self) -> dict[str, float]:
+        """``train/grad_norm`` of the step just taken, when it was measured (one device sync)."""
+        return {} if self.grad_norm is None else {"train/grad_norm": float(self.grad_norm)}
 
     def to_device(self, batch: Any) -> Any:
         return move_to(batch, self.device, non_blocking=True, channels_last=self.opts.channels_last)

@@ -8,9 +8,10 @@ its own files.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -38,7 +39,8 @@ def capture(trainer: "Trainer") -> dict[str, Any]:
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "grad_scaler": trainer.runtime.scaler.state_dict() if trainer.runtime.scaler is not None else None,
         "loop": {"epoch": trainer.epoch, "global_step": trainer.global_step,
-                 "epoch_finished": trainer.epoch_finished, "should_stop": trainer.should_stop},
+                 "epoch_finished": trainer.epoch_finished, "should_stop": trainer.should_stop,
+                 "validated_step": trainer.validated_step},
         **trainer.meters.state_dict(),
         "data": {"train": trainer.train_loader.state_dict()} if trainer.train_loader is not None else {},
         "rng": ckpt.capture_rng(),
@@ -67,6 +69,24 @@ def evaluation_weights(state: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return state["model"], "weights"
 
 
+def save(trainer: "Trainer", path: str | os.PathLike, *copies: str | os.PathLike,
+         on_saved: Callable[[Path], None] | None = None) -> str:
+    """Write the state (rank 0 only) unless the weights are not finite; ``copies`` are more paths
+    for the same bytes (serialized once: best.ckpt and last.ckpt)."""
+    trainer.guard.check_weights(ckpt.unwrap_model(trainer.task.model).state_dict().values(),
+                                f"after step {trainer.global_step} (epoch {trainer.epoch}); {path} was not written",
+                                trainer.last_checkpoint_path)
+    snapshot = capture(trainer)  # every rank builds it: RNG and loader calls stay in step
+    if dist.is_rank_zero():
+        # In one process the disk writes overlap training (fit waits for them at its end).
+        # Under DDP they are synchronous: other ranks read best.ckpt right after the barrier.
+        background = trainer.fitting and not dist.is_distributed()
+        ckpt.save_atomic(snapshot, path, background=background, copies=copies, on_saved=on_saved)
+    dist.barrier()  # no rank reads the file (test with best.ckpt) before rank 0 has written it
+    trainer.last_checkpoint_path = str(copies[-1] if copies else path)
+    return str(path)
+
+
 def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
     """Put a checkpoint's evaluation weights (see ``evaluation_weights``) into the plain ``model``."""
     weights, what = evaluation_weights(state)
@@ -90,6 +110,7 @@ def restore(trainer: "Trainer", state: dict[str, Any], path: str | Path) -> None
     loop = state["loop"]
     trainer.epoch, trainer.global_step = int(loop["epoch"]), int(loop["global_step"])
     trainer.epoch_finished, trainer.should_stop = bool(loop["epoch_finished"]), bool(loop.get("should_stop"))
+    trainer.validated_step = int(loop.get("validated_step", -1))
     trainer.meters.load_state_dict(state, trainer.runtime.device)
     if state["data"].get("train") is not None:
         trainer.train_loader.load_state_dict(state["data"]["train"])

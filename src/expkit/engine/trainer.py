@@ -4,13 +4,11 @@ Read it top to bottom: ``fit`` runs epochs, ``_run_epoch`` trains one and valida
 ``_train_epoch`` walks its batches, ``_training_step`` is one step in the order it happens.
 The engineering lives in small modules: ``runtime`` (device, precision, DDP, compile),
 ``guard`` (non-finite losses), ``preemption`` (signals), ``state`` (what a checkpoint
-holds), ``metrics`` (exact epoch means), ``loaders``. Nothing here touches Hydra:
+holds), ``metrics`` (exact epoch means), ``loaders``, ``val_check``. No Hydra here; the
+options are ``expkit.engine.options.TrainerOptions``:
 
     trainer = Trainer(max_epochs=5, callbacks=[ModelCheckpoint(dirpath="ckpts")])
-    trainer.fit(task, datamodule)
-    trainer.test(task, datamodule, ckpt_path="best")
-
-Every option is defined once, in ``expkit.engine.options.TrainerOptions``.
+    trainer.fit(task, datamodule); trainer.test(task, datamodule, ckpt_path="best")
 """
 from __future__ import annotations
 
@@ -32,6 +30,7 @@ from expkit.engine.metrics import MeanAccumulator, TrainMeters, with_derived
 from expkit.engine.options import TrainerOptions
 from expkit.engine.preemption import Preempted, PreemptionHandler
 from expkit.engine.runtime import Runtime
+from expkit.engine.val_check import ValCheck, step_ends
 from expkit.options import Configurable
 
 log = logging.getLogger(__name__)
@@ -56,17 +55,16 @@ class Trainer(Configurable):
         self.runtime = Runtime(self.opts)
         # Loop state: what a checkpoint records and a resume restores (see ``state``).
         self.epoch = self.global_step = 0
+        self.validated_step = -1  # global step of the last validation in fit (none twice at one step)
         self.epoch_finished = False  # the current epoch's end-of-epoch work is done
         self.should_stop = False  # set by callbacks (early stopping)
         self.optimizer_stepped = False  # the batch just trained ended with an optimizer step
         self.callback_metrics: dict[str, float] = {}
         self.last_checkpoint_path: str | None = None
         self.stage, self.fitting = "idle", False  # fitting: inside fit (not a standalone validate/test)
-        self.task: Any = None
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: Any = None
-        self.scheduler_interval = "epoch"
-        self.train_loader: Any = None
+        self.task: Any = None  # and below: what the current fit works with
+        self.optimizer, self.scheduler, self.scheduler_interval = None, None, "epoch"  # from the task
+        self.train_loader = self.val_loader = None  # type: Any
         self.config: dict[str, Any] | None = None
         self.logged: dict[str, float] | None = None  # what log_metrics saw during a standalone test/validate
         self.meters, self.guard, self.preemption = TrainMeters(), NonFiniteGuard(), PreemptionHandler()
@@ -83,12 +81,12 @@ class Trainer(Configurable):
         self.config = config
         self._attach(task)
         datamodule.setup("fit")
-        self.train_loader, val_loader = self._loader(datamodule, "train"), self._loader(datamodule, "val")
+        self.train_loader, self.val_loader = self._loader(datamodule, "train"), self._loader(datamodule, "val")
         o = self.opts  # per-step schedules (warmup_cosine) read the run's length:
         task.planned_steps = planned_steps(self.train_loader, o.limit_train_batches, o.accumulate_grad_batches,
                                            o.max_epochs, o.max_steps)
         self.optimizer, self.scheduler, self.scheduler_interval = task.configure_optimizers()
-        if dist.is_rank_zero() and (batches := describe_batches(self.train_loader, self.opts.accumulate_grad_batches)):
+        if dist.is_rank_zero() and (batches := describe_batches(self.train_loader, o.accumulate_grad_batches)):
             log.info("%s", batches)
         if ckpt_path is not None:
             state.restore(self, ckpt.load(ckpt_path, map_location=self.device), ckpt_path)
@@ -102,13 +100,13 @@ class Trainer(Configurable):
                 self._call("on_fit_start")
                 if ckpt_path is None and self.opts.num_sanity_val_steps > 0:
                     self.stage = "sanity"
-                    sanity = self._evaluate(task, val_loader, "val", self.opts.num_sanity_val_steps, hooks=False)
+                    sanity = self._evaluate(task, self.val_loader, "val", self.opts.num_sanity_val_steps, hooks=False)
                     self._call("on_sanity_check_end", sanity)  # a monitored metric it lacks fails now
                 while not (self.epoch >= self.opts.max_epochs or self.should_stop or self._max_steps_reached()):
                     if self.epoch_finished:  # restored at an epoch boundary
                         self.epoch, self.epoch_finished = self.epoch + 1, False
                         continue
-                    self._run_epoch(task, val_loader)
+                    self._run_epoch(task)
                 self._call("on_fit_end")
         except BaseException as e:
             self._call("on_exception", e)
@@ -119,7 +117,7 @@ class Trainer(Configurable):
             if self.logger is not None and dist.is_rank_zero():
                 self.logger.flush()
 
-    def _run_epoch(self, task: Any, val_loader: Any) -> None:
+    def _run_epoch(self, task: Any) -> None:
         """Train one epoch, log its means, step an epoch scheduler, validate when due."""
         self.stage = "train"
         self.train_loader.set_epoch(self.epoch)
@@ -134,9 +132,9 @@ class Trainer(Configurable):
         # else: max_steps stopped the epoch part-way. Its metric sums and the epoch's scheduler
         # step stay pending, so a resume with a larger max_steps finishes it exactly.
         last_epoch = self.epoch + 1 == self.opts.max_epochs or not completed
-        if (self.epoch + 1) % self.opts.check_val_every_n_epoch == 0 or last_epoch:
-            self.stage = "val"
-            self._evaluate(task, val_loader, "val", batch_limit(self.opts.limit_val_batches, val_loader))
+        due = (self.epoch + 1) % self.opts.check_val_every_n_epoch == 0 or last_epoch
+        if due and self.validated_step != self.global_step:  # not again after an in-epoch validation
+            self._validate()
         self.epoch_finished = completed
         self._call("on_train_epoch_end")
         if self.preemption.requested(self.global_step, self.opts.log_every_n_steps, at_epoch_end=True):
@@ -148,6 +146,7 @@ class Trainer(Configurable):
         loader = self.train_loader
         n_batches = batch_limit(self.opts.limit_train_batches, loader)
         plan = accumulation_plan(loader, n_batches, self.opts.accumulate_grad_batches)
+        val_check = ValCheck(self.opts.val_check_interval, n_batches, step_ends(plan))
         # Decided once per epoch, so the per-batch path does no repeated Python work:
         # in-memory batches already sit on the device; callbacks without the hook are skipped.
         move = getattr(loader, "device", None) != self.device or self.opts.channels_last
@@ -161,7 +160,10 @@ class Trainer(Configurable):
                 hook(self, task, result, batch, batch_idx)
             if step_now:
                 ckpt.raise_if_save_failed()  # a failed background write stops the run here, not at its end
-                if self._max_steps_reached() or self.preemption.requested(
+                if val_check.due(batch_idx, self.global_step):
+                    self._validate()
+                    self._call("on_mid_epoch_validation_end")  # ModelCheckpoint saves here
+                if self.should_stop or self._max_steps_reached() or self.preemption.requested(
                         self.global_step, self.opts.log_every_n_steps, at_epoch_end=False):
                     if self.preemption.received:
                         self._preempt()
@@ -184,17 +186,24 @@ class Trainer(Configurable):
         self.guard.track(self.global_step, result.loss)
         self.optimizer_stepped = step_now
         if step_now:
-            self.runtime.optimizer_step(self.optimizer)
+            self.runtime.optimizer_step(self.optimizer, (self.global_step + 1) % self.opts.log_every_n_steps == 0)
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
             self.global_step += 1
             if self.global_step % self.opts.log_every_n_steps == 0:
                 window = {f"train/{k}_step": v for k, v in with_derived(task, self.meters.window_means()).items()}
                 self._check_finite()
-                self.log_metrics(window)
+                self.log_metrics({**window, **self.runtime.grad_norm_metrics()})
         if self.guard.full:  # no log for a long while: check now to bound memory
             self._check_finite()
         return result
+
+    def _validate(self) -> None:
+        """Validate inside fit (its hooks run: checkpoints, early stopping, pruning), then train on."""
+        stage, self.stage = self.stage, "val"
+        self._evaluate(self.task, self.val_loader, "val", batch_limit(self.opts.limit_val_batches, self.val_loader))
+        self.stage, self.validated_step = stage, self.global_step
+        self.task.train(stage == "train")
 
     def _max_steps_reached(self) -> bool:
         return self.opts.max_steps != -1 and self.global_step >= self.opts.max_steps
@@ -275,22 +284,10 @@ class Trainer(Configurable):
 
     def save_checkpoint(self, path: str | os.PathLike, *copies: str | os.PathLike,
                         on_saved: Callable[[Path], None] | None = None) -> str:
-        """Write a checkpoint atomically (rank 0 only), after checking the loss and weights are finite.
-        ``copies``: more paths for the same state (serialized once: best.ckpt and last.ckpt);
-        ``on_saved(path)`` runs once each file is renamed into place (log "saved" there)."""
+        """Write a checkpoint atomically (see ``expkit.engine.state.save``): ``copies`` get the same
+        bytes; ``on_saved(path)`` runs once each file is renamed into place (log "saved" there)."""
         self._check_finite()
-        self.guard.check_weights(ckpt.unwrap_model(self.task.model).state_dict().values(),
-                                 f"after step {self.global_step} (epoch {self.epoch}); {path} was not written",
-                                 self.last_checkpoint_path)
-        snapshot = self.state_dict()  # every rank builds it: RNG and loader calls stay in step
-        if dist.is_rank_zero():
-            # In one process the disk writes overlap training (fit waits for them at its end).
-            # Under DDP they are synchronous: other ranks read best.ckpt right after the barrier.
-            background = self.fitting and not dist.is_distributed()
-            ckpt.save_atomic(snapshot, path, background=background, copies=copies, on_saved=on_saved)
-        dist.barrier()  # no rank reads the file (test with best.ckpt) before rank 0 has written it
-        self.last_checkpoint_path = str(copies[-1] if copies else path)
-        return str(path)
+        return state.save(self, path, *copies, on_saved=on_saved)
 
     @property
     def checkpoint_dir(self) -> Path:

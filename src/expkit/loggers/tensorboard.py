@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from expkit.engine import distributed as dist
+from expkit.loggers.event_files import start_after_existing_files as _start_after_existing_files
 from expkit.loggers.options import TensorBoardLoggerOptions
 from expkit.options import Configurable
 from expkit.event_checksums import use_fast_event_checksums  # noqa: F401 - the writer asks for it on creation
@@ -23,16 +24,6 @@ def _hparam_value(value: Any) -> int | float | str | bool:
     return str(value)
 
 
-def _start_after_existing_files(directory: Path) -> None:
-    """TensorBoard reads a run's event files in name order, and a name starts with the second
-    it was created in: a resumed run's file must not share that second with the file it continues
-    (its purge marker would be read before the events it is meant to hide)."""
-    stamps = [int(part) for part in (p.name.split(".")[3] for p in directory.glob("events.out.tfevents.*"))
-              if part.isdigit()]
-    if stamps:
-        wait = max(stamps) + 1 - time.time()
-        if wait > 0:
-            time.sleep(wait)
 
 
 def png_image(image: torch.Tensor) -> Any:
@@ -48,12 +39,36 @@ def png_image(image: torch.Tensor) -> Any:
     return Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encode_png(pixels))
 
 
+#: The Custom Scalars tab: train and validation curves of one metric on one chart.
+CUSTOM_SCALARS = {"train and val": {"loss": ["Multiline", ["train/loss", "val/loss"]],
+                                    "accuracy": ["Multiline", ["train/acc", "val/acc"]]}}
+
+#: The event file that holds a run's test metrics and its HParams session. Each leg of a resumed
+#: run replaces it, so TensorBoard shows the latest leg's hyperparameters (it keeps the first
+#: session it reads) and one test point (a resumed run's test would be a second point).
+FINAL_SUFFIX = ".final"
+
+
+def final_writer(directory: Path, wait: bool) -> Any:
+    """A fresh writer for the run's final event file, after removing the one an earlier leg left.
+    ``wait``: a resumed run's new events must sort after its purge marker (see below)."""
+    from torch.utils.tensorboard.writer import FileWriter
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob(f"events.out.tfevents.*{FINAL_SUFFIX}"):
+        old.unlink(missing_ok=True)
+    if wait:
+        _start_after_existing_files(directory)
+    return FileWriter(str(directory), filename_suffix=FINAL_SUFFIX)
+
+
 class TensorBoardLogger(Configurable):
     Options = TensorBoardLoggerOptions
 
     def __init__(self, **options: Any) -> None:
         self.save_dir = Path(self.configure(options).save_dir)
         self._writer: Any = None
+        self._final: Any = None  # the FINAL_SUFFIX file: test metrics and the HParams session
         self._purge_step: int | None = None
 
     def start(self, step: int, resumed: bool = False) -> None:
@@ -71,14 +86,27 @@ class TensorBoardLogger(Configurable):
             if self._purge_step is not None:
                 _start_after_existing_files(self.save_dir)
             self._writer = SummaryWriter(log_dir=str(self.save_dir), purge_step=self._purge_step)
+            if self._purge_step is None:  # once per run directory: a resumed run has it already
+                self._writer.add_custom_scalars(CUSTOM_SCALARS)
         return self._writer
 
+    @property
+    def final(self) -> Any:
+        """The writer of the run's final event file (rank 0; created when first used)."""
+        if self._final is None and dist.is_rank_zero():
+            self._final = final_writer(self.save_dir, wait=self._purge_step is not None)
+        return self._final
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        writer = self.experiment
-        if writer is None:
+        if not dist.is_rank_zero():
             return
+        from torch.utils.tensorboard.summary import scalar
+
         for name, value in metrics.items():
-            writer.add_scalar(name, value, global_step=step)
+            if name.startswith("test/"):  # replaced by a later leg, not a second point
+                self.final.add_summary(scalar(name, value), step)
+            else:
+                self.experiment.add_scalar(name, value, global_step=step)
 
     def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
         """``image``: CHW float in [0, 1] or uint8, 1 or 3 channels.
@@ -95,35 +123,50 @@ class TensorBoardLogger(Configurable):
 
         writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=png_image(image))]), step)
 
+    def log_png(self, tag: str, png: bytes, width: int, height: int, step: int) -> None:
+        """An already encoded PNG (``expkit.loggers.plots``) as an image event."""
+        writer = self.experiment
+        if writer is None:
+            return
+        from torch.utils.tensorboard.summary import Summary
+
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+    def log_text(self, tag: str, text: str, step: int) -> None:
+        """Markdown in TensorBoard's Text tab."""
+        if self.experiment is not None:
+            self.experiment.add_text(tag, text, global_step=step)
+
     def log_model_graph(self, model: torch.nn.Module, example: torch.Tensor) -> None:
         if self.experiment is not None:
             self.experiment.add_graph(model, example)
 
     def log_hyperparams(self, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-        """Fill TensorBoard's HParams tab: this run's hyperparameters and final metrics.
+        """Fill TensorBoard's HParams tab: this run's hyperparameters and its metrics, in order.
 
-        The metric values themselves are the scalars already logged under the same tags.
-        Only the session summaries are written, no experiment summary: TensorBoard uses the
-        first experiment summary it finds under a logdir for every run, so with one per job
-        a sweep's tab would list a single job's keys; without any, it takes the union of
-        all runs' hyperparameters and scalar tags (``tensorboard --logdir <sweep dir>``).
+        The metric values themselves are the scalars logged under the same tags (the last
+        point of each). The experiment summary names the columns: TensorBoard uses the first
+        one it finds under a logdir, so a sweep writes one for all its jobs at its root
+        (``expkit.sweep.tensorboard``). Written to the final event file: a resumed run shows
+        its latest leg, once.
         """
-        writer = self.experiment
-        if writer is None:
+        if not dist.is_rank_zero():
             return
         from torch.utils.tensorboard.summary import hparams
 
         clean = {k: _hparam_value(v) for k, v in params.items()}
-        _, ssi, sei = hparams(clean, dict(metrics))
-        for summary in (ssi, sei):
-            writer.file_writer.add_summary(summary)
-        writer.flush()
+        for summary in hparams(clean, dict(metrics)):
+            self.final.add_summary(summary)
+        self.final.flush()
 
     def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
+        for writer in (self._writer, self._final):
+            if writer is not None:
+                writer.flush()
 
     def finalize(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for writer in (self._writer, self._final):
+            if writer is not None:
+                writer.close()
+        self._writer = self._final = None
