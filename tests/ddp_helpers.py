@@ -158,7 +158,7 @@ def adam_run(batch_size: int, accumulate: int = 1, num_train: int = 90, max_epoc
     from expkit.models import MLP
 
     seed_everything(0)
-    model = MLP(input_shape=(1, 4, 4), num_classes=3, hidden_sizes=(8,))
+    model = MLP(input_shape=(1, 4, 4), num_outputs=3, hidden_sizes=(8,))
     task = ClassificationTask(model, optimizer=partial(torch.optim.Adam, lr=0.05))
     datamodule = SyntheticDataModule(input_shape=(1, 4, 4), num_classes=3, num_train=num_train, num_val=NUM_VAL,
                                      num_test=8, batch_size=batch_size, eval_batch_size=12, seed=3)

@@ -59,10 +59,11 @@ def group_choices() -> dict[str, str]:
 
 
 def hparam_metrics(metrics: dict[str, Any], optimized: str | None) -> dict[str, float]:
-    """The HParams tab's metric columns: the final ``val/*`` and ``test/*`` values, the optimized
+    """The HParams tab's metric columns: the final ``val/*`` and ``test/*`` values (and, in an
+    Optuna search, the trial's ``trial/*``: pruned, epochs, last reported value), the optimized
     metric first (``epoch``, ``lr`` and per-step values are not results)."""
     keep = {k: float(v) for k, v in metrics.items()
-            if isinstance(v, float) and k.split("/")[0] in ("val", "test") and not k.endswith("_step")}
+            if isinstance(v, float) and k.split("/")[0] in ("val", "test", "trial") and not k.endswith("_step")}
     first = {optimized: keep.pop(optimized)} if optimized in keep else {}
     return {**first, **dict(sorted(keep.items()))}
 
