@@ -325,10 +325,11 @@ def test_torchrun_failure_names_the_failing_rank_and_rank_zero_says_it_was_not_t
                     f"hydra.run.dir={tmp_path / 'run'}", timeout=180)
     assert proc.returncode != 0
     assert "injected failure on rank 1 at training step 3" in proc.stderr  # the root cause is shown
-    # Rank 0 only lost its peer. Usually it records that in status.json; sometimes torchrun's
-    # agent stops it first and there is no status.json (about one run in six here).
-    status_file = tmp_path / "run" / "status.json"
-    if status_file.exists():
-        status = read_json(status_file)
-        assert status["status"] == "failed"
+    # Rank 0 only lost its peer. Usually it records that in status.json; sometimes torchrun's agent
+    # stops it first: with SIGTERM (then status.json says so), or at once (it still says running).
+    status = read_json(tmp_path / "run" / "status.json")
+    assert status["status"] in ("failed", "preempted", "running"), status
+    if status["status"] == "preempted":
+        assert "SIGTERM" in status["error"], status
+    if status["status"] == "failed":
         assert status["error"].startswith("another rank failed first (its error is in the job's output); rank 0 saw:")
