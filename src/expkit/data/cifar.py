@@ -96,6 +96,3 @@ class CIFAR100DataModule(CIFAR10DataModule):
     meta_file, names_key = "meta", "fine_label_names"
     dataset_class = "CIFAR100"
     mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-
-    def __init__(self, **options: Any) -> None:  # its own, so its signature lists its own defaults
-        super().__init__(**options)

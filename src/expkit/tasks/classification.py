@@ -1,11 +1,8 @@
 """Classification: cross-entropy loss and accuracy."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from expkit.tasks.base import StepResult, Task
 from expkit.tasks.options import ClassificationOptions
@@ -17,10 +14,6 @@ class ClassificationTask(Task):
 
     pictures = ("confusion_matrix", "predictions")
     Options = ClassificationOptions
-
-    def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None, **options: Any) -> None:
-        super().__init__(model, optimizer, scheduler, **options)  # its own: the signature lists its options
 
     def _step(self, batch: list[torch.Tensor], label_smoothing: float = 0.0) -> StepResult:
         x, y = batch
