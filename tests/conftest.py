@@ -32,13 +32,30 @@ def train(*overrides: str, **kwargs: Any) -> subprocess.CompletedProcess:
     return run_script("train.py", *overrides, **kwargs)
 
 
-def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in a TensorBoard run directory, through TensorBoard's own reader."""
+#: Scalars of wall time, which differ between any two runs: left out unless asked for.
+TIMING_TAGS = frozenset({"train/samples_per_s"})
+
+
+def read_scalars(tb_dir: Path, timing: bool = False) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in a TensorBoard run directory, through TensorBoard's own reader
+    (``timing``: also ``TIMING_TAGS``, so runs can be compared bit for bit without them)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
+            if timing or tag not in TIMING_TAGS}
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """A sweep's job folders (``3_model=cnn,optimizer.lr=0.01``), in job-number order."""
+    jobs = [d for d in Path(sweep_dir).iterdir() if d.is_dir() and d.name.split("_", 1)[0].isdigit()]
+    return sorted(jobs, key=lambda d: int(d.name.split("_", 1)[0]))
+
+
+def job_dir(sweep_dir: Path, num: int) -> Path | None:
+    """Job ``num``'s folder, or None while it does not exist."""
+    return next((d for d in job_dirs(sweep_dir) if d.name.split("_", 1)[0] == str(num)), None)
 
 
 def read_json(path: Path) -> Any:

@@ -57,7 +57,7 @@ def test_debug_fast_runs_one_batch_and_saves_nothing(tmp_path):
     proc = train("debug=fast", f"hydra.run.dir={tmp_path}")
     metrics = read_json(tmp_path / "metrics.json")
     assert "test/acc" in metrics and "val/acc" in metrics
-    assert not list(tmp_path.rglob("*.ckpt")) and not (tmp_path / "tensorboard").exists()
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.glob("events.out.tfevents.*"))
     assert len(re.findall(r"epoch \d+ done", proc.stderr)) == 1
 
 
@@ -77,13 +77,13 @@ def test_debug_limit_uses_a_fraction_of_each_split(tmp_path):
           "callbacks.tensorboard_images.log_graph=false", "callbacks.tensorboard_images.log_predictions=false",
           "callbacks.tensorboard_images.log_confusion_matrix=false",
           f"hydra.run.dir={tmp_path}")
-    scalars = read_scalars(tmp_path / "tensorboard")
+    scalars = read_scalars(tmp_path)
     # digits: 1,258 training images in batches of 64 = 20 batches; 10% of them = 2 steps an epoch, 3 epochs
     assert [step for step, _ in scalars["train/loss_step"]] == list(range(1, 7))
     # the logger's switches turn the TensorBoard pictures off
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()
     assert events.Tags()["images"] == [] and not events.Tags()["graph"]
 
@@ -93,7 +93,7 @@ def test_debug_profile_writes_a_tensorboard_trace(tmp_path):
     import json
 
     train("debug=profile", f"hydra.run.dir={tmp_path}")
-    traces = list((tmp_path / "tensorboard" / "profiler").glob("*.pt.trace.json"))
+    traces = list((tmp_path / "profiler").glob("*.pt.trace.json"))
     assert len(traces) == 1
     events = json.loads(traces[0].read_text())["traceEvents"]
     steps = {e["name"] for e in events if e.get("name", "").startswith("ProfilerStep#")}

@@ -34,7 +34,7 @@ def test_eval_reproduces_the_training_runs_test_metrics(trained: Path, tmp_path:
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["test/acc"] == expected["test/acc"]
     assert metrics["test/loss"] == expected["test/loss"]
-    scalars = read_scalars(run_dir / "tensorboard")
+    scalars = read_scalars(run_dir)
     step = torch.load(best, weights_only=True)["loop"]["global_step"]
     assert [s for s, _ in scalars["test/acc"]] == [step] and [s for s, _ in scalars["test/loss"]] == [step]
     assert scalars["test/acc"][0][1] == pytest.approx(expected["test/acc"], rel=1e-6)  # float32 in the file

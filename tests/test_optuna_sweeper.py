@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import read_json, read_scalars, train
+from conftest import job_dir, read_json, read_scalars, train
 from test_sweeps import hparams_view, kill_during_job_1, overrides_of, read_csv, sweep
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def assert_search(sweep_dir: Path, n_trials: int, max_epochs: int = 3) -> list[d
         assert trial["steps"] == list(range(epochs))  # reported after every validation, step = epoch
         assert float(row["trial/last_value"]) == pytest.approx(float(row["val/acc"]))
         assert (job / "checkpoints" / "last.ckpt").is_file()
-        assert len(read_scalars(job / "tensorboard")["val/acc"]) == epochs  # the curve stops there
+        assert len(read_scalars(job)["val/acc"]) == epochs  # the curve stops there
         if row["status"] == "pruned":  # at its last validation, when parallel trials finished in that order
             assert epochs <= max_epochs and trial["user_attrs"]["pruned_at_epoch"] == epochs - 1
             assert row["trial/pruned"] == "1.0"
@@ -85,7 +85,7 @@ def test_pruning_search_in_process(tmp_path):
     # TensorBoard's HParams tab: every trial, with its state, epochs and last value
     _, sessions = hparams_view(tmp_path)
     for row in rows:
-        session = sessions[f"{row['job']}/tensorboard"]
+        session = sessions[job_dir(tmp_path, int(row["job"])).name]
         assert session["metrics"]["trial/pruned"] == (1.0 if row["status"] == "pruned" else 0.0)
         assert session["metrics"]["trial/epochs"] == float(row["trial/epochs"])
 

@@ -57,7 +57,7 @@ def fit(run_dir: Path, *, ckpt_path: Path | None = None, crash: int | None = Non
     callbacks = [ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), every_n_train_steps=5), EMA(decay=0.9)]
     if crash is not None:
         callbacks.append(CrashAt(crash))
-    logger = TensorBoardLogger(save_dir=str(run_dir / "tensorboard"))
+    logger = TensorBoardLogger(save_dir=str(run_dir))
     trainer = Trainer(max_epochs=3, accelerator="cpu", num_sanity_val_steps=1, log_every_n_steps=1,
                       callbacks=callbacks, logger=logger, default_root_dir=run_dir)
     try:
@@ -79,7 +79,7 @@ def test_all_switches_with_augmentation_resume_bit_exactly_mid_epoch(tmp_path):
     ema_a, ema_b = a["callbacks"]["EMA"]["eval_model"], b["callbacks"]["EMA"]["eval_model"]
     assert ema_a.keys() == a["model"].keys() and all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
     assert a["callbacks"]["EMA"]["updates"] == b["callbacks"]["EMA"]["updates"] == 24
-    assert read_scalars(tmp_path / "a/tensorboard") == read_scalars(tmp_path / "b/tensorboard")
+    assert read_scalars(tmp_path / "a") == read_scalars(tmp_path / "b")
 
 
 def test_ema_is_validated_saved_and_what_a_checkpoint_evaluates(tmp_path):

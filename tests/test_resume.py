@@ -55,7 +55,7 @@ def fit(run_dir: Path, max_epochs: int, *, ckpt_path: Path | None = None, loader
     callbacks = [*extra, ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), every_n_train_steps=every_n_train_steps,
                                          **(checkpoint_options or {})),
                  EarlyStopping(patience=20), LearningRateMonitor()]
-    logger = TensorBoardLogger(save_dir=str(run_dir / "tensorboard"))
+    logger = TensorBoardLogger(save_dir=str(run_dir))
     trainer = Trainer(max_epochs=max_epochs, accelerator="cpu", accumulate_grad_batches=3, num_sanity_val_steps=1,
                       log_every_n_steps=1, callbacks=callbacks, logger=logger, default_root_dir=run_dir,
                       **trainer_options)
@@ -100,7 +100,7 @@ def test_two_epochs_then_resume_to_four_is_exact(straight: dict[str, Path], tmp_
     assert trainer.global_step == 4 * STEPS_PER_EPOCH
     assert_same_tensors(model_state(straight["memory"] / "checkpoints/last.ckpt"),
                         model_state(tmp_path / "checkpoints/last.ckpt"))
-    expected, resumed = read_scalars(straight["memory"] / "tensorboard"), read_scalars(tmp_path / "tensorboard")
+    expected, resumed = read_scalars(straight["memory"]), read_scalars(tmp_path)
     assert "lr" in expected and "train/loss_step" in expected
     assert resumed == expected
     full, again = load(straight["memory"] / "checkpoints/last.ckpt"), load(tmp_path / "checkpoints/last.ckpt")
@@ -123,9 +123,9 @@ def test_crash_after_a_mid_epoch_checkpoint_resumes_exactly(straight: dict[str, 
     assert state["data"]["train"]["position"] == 6  # batches of epoch 2 already trained on
     fit(tmp_path, 4, loader=loader, every_n_train_steps=3, ckpt_path=last)
     assert_same_tensors(model_state(straight[loader] / "checkpoints/last.ckpt"), model_state(last))
-    resumed = read_scalars(tmp_path / "tensorboard")
+    resumed = read_scalars(tmp_path)
     assert_clean_steps(resumed)
-    assert resumed == read_scalars(straight[loader] / "tensorboard")
+    assert resumed == read_scalars(straight[loader])
 
 
 def test_crash_after_an_epoch_end_checkpoint_logs_nothing_twice(straight: dict[str, Path], tmp_path: Path) -> None:
@@ -135,9 +135,9 @@ def test_crash_after_an_epoch_end_checkpoint_logs_nothing_twice(straight: dict[s
     fit(tmp_path, 4, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
     assert_same_tensors(model_state(straight["memory"] / "checkpoints/last.ckpt"),
                         model_state(tmp_path / "checkpoints/last.ckpt"))
-    resumed = read_scalars(tmp_path / "tensorboard")
+    resumed = read_scalars(tmp_path)
     assert_clean_steps(resumed)
-    assert resumed == read_scalars(straight["memory"] / "tensorboard")
+    assert resumed == read_scalars(straight["memory"])
 
 
 def test_per_step_schedule_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ def test_per_step_schedule_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     fit(tmp_path / "b", 3, every_n_train_steps=4, scheduler_interval="step",
         ckpt_path=tmp_path / "b/checkpoints/last.ckpt")
     assert_same_tensors(model_state(tmp_path / "a/checkpoints/last.ckpt"), model_state(tmp_path / "b/checkpoints/last.ckpt"))
-    assert read_scalars(tmp_path / "b/tensorboard") == read_scalars(tmp_path / "a/tensorboard")
+    assert read_scalars(tmp_path / "b") == read_scalars(tmp_path / "a")
 
 
 class NanLossFrom(ClassificationTask):
@@ -220,7 +220,7 @@ def issue_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_train_py_two_epochs_plus_resume_equals_four(issue_runs: tuple[Path, Path]) -> None:
     a, b = issue_runs
     assert_same_tensors(last_model(a), last_model(b))
-    straight, resumed = read_scalars(a / "tensorboard"), read_scalars(b / "tensorboard")
+    straight, resumed = read_scalars(a), read_scalars(b)
     assert_clean_steps(resumed)
     # The shorter run's own test at its end stays in the history; everything else is identical.
     assert {t: v for t, v in resumed.items() if not t.startswith("test/")} == \
@@ -294,9 +294,9 @@ def test_signal_saves_exits_75_and_resumes_exactly(uninterrupted: Path, tmp_path
         return
     train(*SIGNAL_RUN, "ckpt_path=last", f"hydra.run.dir={tmp_path}")
     assert_same_tensors(last_model(uninterrupted), last_model(tmp_path))
-    resumed = read_scalars(tmp_path / "tensorboard")
+    resumed = read_scalars(tmp_path)
     assert_clean_steps(resumed)
-    assert resumed == read_scalars(uninterrupted / "tensorboard")
+    assert resumed == read_scalars(uninterrupted)
 
 
 def test_a_run_stopped_by_max_steps_mid_epoch_resumes_exactly(tmp_path):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import FAST, ROOT, read_json, train
+from conftest import FAST, ROOT, job_dir, job_dirs, read_json, train
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,10 @@ def kill_during_job_1(overrides: list[str], sweep_dir: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        started = sweep_dir / "1" / "config.yaml"  # saved by the task, after the callback's job start
-        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        def started() -> bool:  # job 1 saved its config (the task does, after the callback's job start)
+            return sweep_dir.is_dir() and (job := job_dir(sweep_dir, 1)) is not None and (job / "config.yaml").exists()
+
+        while not started() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, "the sweep ended before job 1 could be killed"
         proc.send_signal(signal.SIGKILL)
@@ -53,16 +55,12 @@ def kill_during_job_1(overrides: list[str], sweep_dir: Path) -> None:
         proc.wait()
 
 
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted((d for d in sweep_dir.iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
-
-
 def assert_complete(job_dir: Path) -> None:
     """What a finished job leaves: its config, results and checkpoints."""
     for name in ("config.yaml", "status.json", "metrics.json", "job.json", "checkpoints/best.ckpt",
                  "checkpoints/last.ckpt"):
         assert (job_dir / name).is_file(), f"{job_dir}: no {name}"
-    assert list((job_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((job_dir).glob("events.out.tfevents.*"))
     assert read_json(job_dir / "status.json")["status"] == "ok"
 
 
@@ -126,7 +124,7 @@ def test_grid_sweep_leaves_complete_jobs_summary_and_one_hparams_view(tmp_path):
 
     # One TensorBoard view of the sweep dir: one session per job, every hyperparameter of every job.
     experiment, sessions = hparams_view(tmp_path)
-    assert set(sessions) == {f"{job.name}/tensorboard" for job in jobs}
+    assert set(sessions) == {job.name for job in jobs}
     columns = {info.name for info in experiment.hparam_infos}
     # overridden keys, even outside the default hparams, and keys only some jobs have (MLP's)
     assert {"model", "optimizer.lr", "trainer.max_epochs", "trainer.num_sanity_val_steps",
@@ -135,7 +133,7 @@ def test_grid_sweep_leaves_complete_jobs_summary_and_one_hparams_view(tmp_path):
     assert metric_tags[0] == "val/acc" and {"val/acc", "test/acc"} <= set(metric_tags)  # the optimized first
     assert not {"epoch", "lr"} & set(metric_tags)
     for row, job in zip(rows, jobs):
-        session = sessions[f"{job.name}/tensorboard"]
+        session = sessions[job.name]
         model, lr = (overrides_of(row["overrides"])[k] for k in ("model", "optimizer.lr"))
         assert session["hparams"]["model"] == model
         assert session["hparams"]["optimizer.lr"] == pytest.approx(float(lr))
@@ -162,7 +160,7 @@ def test_killed_sweep_still_has_a_summary(tmp_path, capsys):
     assert [r["status"] for r in rows] == ["ok", "crashed", "pending"]
     assert rows[1]["error"].startswith("no final status.json")
     assert "1 crashed" in capsys.readouterr().out
-    assert summarize([str(tmp_path / "0" / "checkpoints")]) == 2  # not a sweep: one line, exit 2
+    assert summarize([str(job_dirs(tmp_path)[0] / "checkpoints")]) == 2  # not a sweep: one line, exit 2
 
 
 def test_optuna_search_survives_a_failing_trial(tmp_path):
@@ -221,9 +219,9 @@ def test_failing_jobs_and_repeated_seeds(tmp_path):
 
     # the failed jobs are in TensorBoard's HParams tab too, marked as failed
     _, sessions = hparams_view(tmp_path)
-    assert [sessions[f"{n}/tensorboard"]["status"] for n in range(4)] == [
+    assert [sessions[job.name]["status"] for job in job_dirs(tmp_path)] == [
         "STATUS_FAILURE", "STATUS_FAILURE", "STATUS_SUCCESS", "STATUS_SUCCESS"]
-    assert sessions["0/tensorboard"]["hparams"]["trainer.max_epochs"] == -1
+    assert sessions[job_dirs(tmp_path)[0].name]["hparams"]["trainer.max_epochs"] == -1
 
 
 def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path):

@@ -168,7 +168,7 @@ def test_diabetes_experiment_metrics_checkpoint_and_scatter(tmp_path: Path):
     assert metrics["test/loss"] < 0.75  # the mean predictor scores about 1.0 (standardized target)
     state = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert state["callbacks"]["ModelCheckpoint"]["best_epoch"] == metrics["best_epoch"]
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()
     images = set(events.Tags()["images"])
     assert "val/predicted_vs_true" in images and "val/confusion_matrix" not in images

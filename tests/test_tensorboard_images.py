@@ -22,7 +22,7 @@ def test_images_and_graph_are_in_the_event_file(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train(*FAST, "trainer.max_epochs=2", "callbacks.tensorboard_images.max_predictions=16", f"hydra.run.dir={tmp_path}")
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()
     assert {"val/confusion_matrix", "val/predictions"} <= set(tags["images"])

@@ -41,7 +41,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_resumed_run_has_one_session_one_test_point_one_graph(resumed: Path) -> None:
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    counts, hparams = event_counts(resumed / "tensorboard")
+    counts, hparams = event_counts(resumed)
     assert counts["graph"] == 1 and counts["model/summary/text_summary"] == 1
     assert counts["custom_scalars__config__"] == 1
     assert counts["_hparams_/session_start_info"] == counts["_hparams_/experiment"] == 1
@@ -50,7 +50,7 @@ def test_a_resumed_run_has_one_session_one_test_point_one_graph(resumed: Path) -
     assert start["trainer.max_epochs"].number_value == 3  # the latest leg's, not the first's
     assert start["ckpt_path"].string_value == "last"  # as given on the command line
     assert start["model"].string_value == "mlp" and start["optimizer"].string_value == "adam"  # not overridden
-    scalars = read_scalars(resumed / "tensorboard")
+    scalars = read_scalars(resumed)
     metrics = read_json(resumed / "metrics.json")
     final_step = scalars["val/acc"][-1][0]
     assert [step for step, _ in scalars["test/acc"]] == [final_step]  # replaced, not a second point
@@ -61,7 +61,7 @@ def test_custom_scalars_put_train_and_val_on_one_chart(resumed: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.custom_scalar import layout_pb2
 
-    acc = EventAccumulator(str(resumed / "tensorboard"), size_guidance={"tensors": 0})
+    acc = EventAccumulator(str(resumed), size_guidance={"tensors": 0})
     acc.Reload()
     layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
@@ -71,7 +71,7 @@ def test_custom_scalars_put_train_and_val_on_one_chart(resumed: Path) -> None:
 def test_hparams_metrics_are_final_val_and_test_values_optimized_first(resumed: Path) -> None:
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    _, hparams = event_counts(resumed / "tensorboard")
+    _, hparams = event_counts(resumed)
     experiment = next(plugin_data_pb2.HParamsPluginData.FromString(c) for t, c in hparams
                       if t == "_hparams_/experiment").experiment
     tags = [m.name.tag for m in experiment.metric_infos]
@@ -111,11 +111,11 @@ def test_a_real_tensorboard_serves_the_runs_tags_and_hparams(resumed: Path) -> N
                 return json.loads(response.read())
 
         runs: list = []
-        while time.monotonic() < deadline and "run/tensorboard" not in runs:  # TensorBoard loads in the background
+        while time.monotonic() < deadline and "run" not in runs:  # TensorBoard loads in the background
             runs = get("/data/runs")
             time.sleep(0.5)
-        assert runs == ["run/tensorboard"]
-        tags = get("/data/plugin/scalars/tags")["run/tensorboard"]
+        assert runs == ["run"]
+        tags = get("/data/plugin/scalars/tags")["run"]
         assert {"train/loss", "val/acc", "test/acc", "lr"} <= set(tags)
         experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
         assert [m["name"]["tag"] for m in experiment["metricInfos"]][0] == "val/acc"

@@ -35,7 +35,7 @@ def test_the_model_summary_is_in_the_log_and_in_tensorboard(five_epochs: Path):
 
     log_text = (five_epochs / "train.log").read_text()
     assert "model MLP:" in log_text and "total parameters: 17.2 K" in log_text and "net.1" in log_text
-    acc = EventAccumulator(str(five_epochs / "tensorboard"), size_guidance={"tensors": 0})
+    acc = EventAccumulator(str(five_epochs), size_guidance={"tensors": 0})
     acc.Reload()
     texts = acc.Tensors("model/summary/text_summary")
     assert len(texts) == 1
@@ -48,7 +48,7 @@ def test_run_directory_holds_every_promised_file(five_epochs: Path):
     for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "config.yaml", "train.log", "metrics.json",
                  "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
         assert (run / name).is_file(), name
-    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run).glob("events.out.tfevents.*"))
     assert "${" not in (run / "config.yaml").read_text()  # fully resolved
 
 
@@ -61,7 +61,7 @@ def test_mlp_reaches_95_percent_on_digits_in_five_epochs(five_epochs: Path):
 
 
 def test_tensorboard_has_one_val_point_per_epoch_and_the_promised_scalars(five_epochs: Path):
-    scalars = read_scalars(five_epochs / "tensorboard")
+    scalars = read_scalars(five_epochs)
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc", "lr"):
         assert tag in scalars, tag
     val_steps = [step for step, _ in scalars["val/acc"]]
@@ -73,7 +73,7 @@ def test_hparams_tab_lists_the_run(five_epochs: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    acc = EventAccumulator(str(five_epochs / "tensorboard"))
+    acc = EventAccumulator(str(five_epochs))
     acc.Reload()
     content = acc.PluginTagToContent("hparams")
     # No experiment summary on purpose: TensorBoard then builds the columns from every run

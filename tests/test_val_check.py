@@ -17,7 +17,7 @@ TOP_K = {"monitor": "val/acc", "save_top_k": 3}
 
 
 def val_steps(run_dir: Path) -> list[int]:
-    return [step for step, _ in read_scalars(run_dir / "tensorboard")["val/acc"]]
+    return [step for step, _ in read_scalars(run_dir)["val/acc"]]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_a_fraction_needs_a_loader_with_a_length(tmp_path: Path) -> None:
 
 
 def test_the_top_k_files_are_the_k_best_validations(halves: Path) -> None:
-    scores = read_scalars(halves / "tensorboard")["val/acc"]
+    scores = read_scalars(halves)["val/acc"]
     state = load(halves / "checkpoints" / "last.ckpt")["callbacks"]["ModelCheckpoint"]
     kept = state["top_k"]
     best_three = sorted((v for _, v in scores), reverse=True)[:3]  # TensorBoard keeps float32
@@ -70,9 +70,9 @@ def test_a_crash_after_a_mid_epoch_validation_resumes_exactly(halves: Path, tmp_
     assert state["data"]["train"]["position"] == 6
     fit(tmp_path, 3, val_check_interval=0.5, checkpoint_options=TOP_K, ckpt_path=last)
     assert_same_tensors(model_state(halves / "checkpoints/last.ckpt"), model_state(last))
-    resumed = read_scalars(tmp_path / "tensorboard")
+    resumed = read_scalars(tmp_path)
     assert_clean_steps(resumed)
-    assert resumed == read_scalars(halves / "tensorboard")
+    assert resumed == read_scalars(halves)
     full, again = load(halves / "checkpoints/last.ckpt"), load(last)
     assert full["callbacks"] == again["callbacks"]  # top-k, best, early stopping: the same bookkeeping
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {p.name for p in (halves / "checkpoints").iterdir()}
@@ -90,15 +90,31 @@ def test_every_n_epochs_writes_last_every_n_epochs(tmp_path: Path) -> None:
 
 def test_a_per_step_schedule_logs_lr_at_every_step_log(tmp_path: Path) -> None:
     fit(tmp_path, 1, scheduler_interval="step")  # LearningRateMonitor(logging_interval="auto")
-    assert [step for step, _ in read_scalars(tmp_path / "tensorboard")["lr"]] == [1, 2, 3, 4, 5]
+    assert [step for step, _ in read_scalars(tmp_path)["lr"]] == [1, 2, 3, 4, 5]
 
 
 def test_the_gradient_norm_before_clipping_is_logged_when_clipping_is_on(tmp_path: Path) -> None:
     fit(tmp_path / "clipped", 1, gradient_clip_val=0.01)
-    norms = read_scalars(tmp_path / "clipped" / "tensorboard")["train/grad_norm"]
+    norms = read_scalars(tmp_path / "clipped")["train/grad_norm"]
     assert [step for step, _ in norms] == [1, 2, 3, 4, 5]
     assert all(value > 0.01 for _, value in norms)  # before clipping: above the clip value
     fit(tmp_path / "plain", 1)
-    assert "train/grad_norm" not in read_scalars(tmp_path / "plain" / "tensorboard")
+    assert "train/grad_norm" not in read_scalars(tmp_path / "plain")
     fit(tmp_path / "asked", 1, log_grad_norm=True)
-    assert len(read_scalars(tmp_path / "asked" / "tensorboard")["train/grad_norm"]) == 5
+    assert len(read_scalars(tmp_path / "asked")["train/grad_norm"]) == 5
+
+
+def test_samples_per_second_is_logged_at_every_step_log_and_counts_training_time_only(tmp_path: Path) -> None:
+    import time
+
+    start = time.perf_counter()
+    fit(tmp_path, 2, val_check_interval=0.5)
+    wall = time.perf_counter() - start
+    rates = read_scalars(tmp_path, timing=True)["train/samples_per_s"]
+    assert [step for step, _ in rates] == list(range(1, 11))  # test_resume's run logs every step
+    assert "train/samples_per_s" not in read_scalars(tmp_path)  # kept out of bit-for-bit comparisons
+    # Each step of 3 micro-batches of 16 samples (the epoch's last: one batch of 8) took
+    # samples / rate seconds; together no more than the whole fit.
+    samples = [48, 48, 48, 48, 8] * 2
+    seconds = [n / rate for n, (_, rate) in zip(samples, rates)]
+    assert all(s > 0 for s in seconds) and sum(seconds) < wall

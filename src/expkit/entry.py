@@ -10,7 +10,8 @@ entry point get the same), does, each part behind its own switch:
     (``expkit.signals``). Called first, before the heavy imports.
 ``schemas``
     Register the config schemas in Hydra's ConfigStore (``expkit.config.schema``):
-    composing checks option types against them.
+    composing checks option types against them. Also the ``expkit.job_dir`` resolver
+    that names sweep job folders (``expkit.sweep.run_names``).
 ``tensorboard_checksums``
     TensorBoard's event writer checksums records with google-crc32c's C code instead
     of pure Python (``expkit.event_checksums``): applied when the logger opens its
@@ -60,8 +61,10 @@ def prepare(signals: bool = True, schemas: bool = True, tensorboard_checksums: b
         _prepared.add("exit")
     if schemas and "schemas" not in _prepared:
         from expkit.config.schema import register
+        from expkit.sweep.run_names import register_resolver
 
         register()
+        register_resolver()  # ${expkit.job_dir:...} names sweep job folders
         _prepared.add("schemas")
     if "tensorboard" not in _prepared:
         from expkit import event_checksums

@@ -53,7 +53,7 @@ class TensorBoardImagesOptions(Options):
 
 @dataclass
 class ProfilerOptions(Options):
-    dirpath: str = option("tensorboard/profiler")
+    dirpath: str = option("profiler")
     wait: int = option(1, integer(0))
     warmup: int = option(1, integer(0))
     active: int = option(3, integer(1))

@@ -1,7 +1,7 @@
 """Profile a few training steps with ``torch.profiler`` and write a TensorBoard trace.
 
 The trace (``*.pt.trace.json``) lands in ``dirpath``, by default the run's
-``tensorboard/profiler`` folder: open it in TensorBoard's PyTorch Profiler tab
+``profiler`` folder: open it in TensorBoard's PyTorch Profiler tab
 (``pip install torch-tb-profiler``) or drop the file on https://ui.perfetto.dev.
 Profiles rank 0 only; the schedule skips ``wait`` steps, warms up ``warmup`` and
 records ``active`` steps once, then the profiler stops and training runs at full speed.

@@ -7,6 +7,7 @@ all-reduced before dividing, so the result equals the single-process value.
 """
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 import torch
@@ -137,9 +138,11 @@ class TrainMeters:
 
     def __init__(self) -> None:
         self.epoch, self.window = MeanAccumulator(), MeanAccumulator()
+        self._clock, self._samples = time.perf_counter(), 0  # for samples/s: wall time, not in checkpoints
 
     def add(self, metrics: Mapping[str, torch.Tensor], batch_size: int) -> None:
         """One row per step, shared by both accumulators (no metrics: only the counts move)."""
+        self._samples += batch_size
         names, row = MeanAccumulator.row(metrics) if metrics else ((), None)
         for meter in (self.epoch, self.window):
             meter.add_row(names, row, batch_size) if row is not None else meter.update({}, batch_size)
@@ -155,6 +158,18 @@ class TrainMeters:
         means = self.window.compute(sync=False)
         self.window.reset()
         return means
+
+    def restart_clock(self) -> None:
+        """Training (re)starts now: what came before (validation, saving, a resume) is not timed."""
+        self._clock, self._samples = time.perf_counter(), 0
+
+    def throughput(self) -> dict[str, float]:
+        """``train/samples_per_s`` of all ranks (equal shards of the global batch) since the last
+        call or clock restart. Read at the step log after the window's means, whose read synced the device."""
+        now = time.perf_counter()
+        rate = self._samples * dist.world_size() / (now - self._clock) if now > self._clock else 0.0
+        self._clock, self._samples = now, 0
+        return {"train/samples_per_s": rate}
 
     def restart_epoch(self) -> None:
         self.epoch.reset()

@@ -143,6 +143,7 @@ class Trainer(Configurable):
     def _train_epoch(self, task: Any) -> bool:
         """Train on the rest of the current epoch; False if ``max_steps`` stopped it early."""
         task.train()
+        self.meters.restart_clock()  # samples/s counts training only, not validation or saving
         loader = self.train_loader
         n_batches = batch_limit(self.opts.limit_train_batches, loader)
         plan = accumulation_plan(loader, n_batches, self.opts.accumulate_grad_batches)
@@ -163,6 +164,7 @@ class Trainer(Configurable):
                 if val_check.due(batch_idx, self.global_step):
                     self._validate()
                     self._call("on_mid_epoch_validation_end")  # ModelCheckpoint saves here
+                    self.meters.restart_clock()
                 if self.should_stop or self._max_steps_reached() or self.preemption.requested(
                         self.global_step, self.opts.log_every_n_steps, at_epoch_end=False):
                     if self.preemption.received:
@@ -193,7 +195,7 @@ class Trainer(Configurable):
             if self.global_step % self.opts.log_every_n_steps == 0:
                 window = {f"train/{k}_step": v for k, v in with_derived(task, self.meters.window_means()).items()}
                 self._check_finite()
-                self.log_metrics({**window, **self.runtime.grad_norm_metrics()})
+                self.log_metrics({**window, **self.meters.throughput(), **self.runtime.grad_norm_metrics()})
         if self.guard.full:  # no log for a long while: check now to bound memory
             self._check_finite()
         return result
@@ -310,9 +312,8 @@ class Trainer(Configurable):
         self.task = task
 
     def _loader(self, datamodule: Any, split: str) -> Any:
-        loader = getattr(datamodule, f"{split}_loader")(device=self.device, rank=dist.rank(),
-                                                        world_size=dist.world_size())
-        return as_loader(loader)
+        return as_loader(getattr(datamodule, f"{split}_loader")(device=self.device, rank=dist.rank(),
+                                                                world_size=dist.world_size()))
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:

@@ -1,4 +1,4 @@
-"""TensorBoard logging into ``<run dir>/tensorboard``; writes on rank 0 only.
+"""TensorBoard logging into the run directory (``save_dir``); writes on rank 0 only.
 
 ``torch.utils.tensorboard`` is imported when the first event is written, so a
 config with ``logger=none`` never pays for it.
