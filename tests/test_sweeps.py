@@ -104,7 +104,9 @@ def test_grid_sweep_leaves_complete_jobs_summary_and_one_hparams_view(tmp_path):
     proc = sweep(tmp_path, "model=mlp,linear", "optimizer.lr=0.01,0.001")
 
     jobs = job_dirs(tmp_path)
-    assert len(jobs) == 4
+    # each job's folder (its TensorBoard run name) says what it changes, not what all jobs share
+    assert [job.name for job in jobs] == ["0_model=mlp,optimizer.lr=0.01", "1_model=mlp,optimizer.lr=0.001",
+                                          "2_model=linear,optimizer.lr=0.01", "3_model=linear,optimizer.lr=0.001"]
     for job in jobs:
         assert_complete(job)
     rows = read_csv(tmp_path / "summary.csv")
@@ -126,6 +128,7 @@ def test_grid_sweep_leaves_complete_jobs_summary_and_one_hparams_view(tmp_path):
     experiment, sessions = hparams_view(tmp_path)
     assert set(sessions) == {job.name for job in jobs}
     columns = {info.name for info in experiment.hparam_infos}
+    assert [info.name for info in experiment.hparam_infos][:2] == ["model", "optimizer.lr"]  # what is swept: shown first
     # overridden keys, even outside the default hparams, and keys only some jobs have (MLP's)
     assert {"model", "optimizer.lr", "trainer.max_epochs", "trainer.num_sanity_val_steps",
             "model.hidden_sizes"} <= columns
@@ -251,3 +254,14 @@ def test_submitit_local_runs_jobs_as_subprocesses(tmp_path):
     rows = read_csv(tmp_path / "summary.csv")
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert all(math.isfinite(float(r["val/acc"])) for r in rows)
+
+
+def test_job_folder_names_stay_one_short_folder_inside_the_sweep():
+    from expkit.sweep.run_names import MAX_CHARS, constant_keys, job_dir_name
+
+    assert job_dir_name(3, "data.root=/data/x,model=cnn") == "3_data.root=_data_x,model=cnn"  # never a path
+    assert job_dir_name(0, "") == "0"
+    long = job_dir_name(12, ",".join(f"model.hidden_sizes{i}=[{i},{i}]" for i in range(10)))
+    assert long.startswith("12_model.hidden_sizes0=") and long.endswith("~") and len(long) <= len("12_") + MAX_CHARS
+    assert constant_keys(["model=mlp,cnn", "trainer.max_epochs=3", "optimizer.lr=range(1,3)", "+extra=1"]) == [
+        "trainer.max_epochs", "+extra"]

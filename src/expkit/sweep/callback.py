@@ -72,14 +72,14 @@ def _record_failed_session(config: DictConfig) -> None:
 STOPPED = "the sweep ended before this job finished (stopped by a signal or an error)"
 
 
-def _write_sweep_experiment(config: DictConfig, sweep_dir: Path) -> None:
-    """TensorBoard's HParams columns for the whole sweep (see ``expkit.sweep.tensorboard``)."""
+def _write_sweep_experiment(config: DictConfig, sweep_dir: Path, swept: list[str]) -> None:
+    """TensorBoard's HParams columns for the whole sweep, ``swept`` keys first (see ``expkit.sweep.tensorboard``)."""
     if not str(OmegaConf.select(config, "logger._target_", default="")).endswith("TensorBoardLogger"):
         return
     try:
         from expkit.sweep.tensorboard import write_sweep_experiment
 
-        write_sweep_experiment(sweep_dir)
+        write_sweep_experiment(sweep_dir, swept=swept)
     except Exception as e:  # noqa: BLE001 - the summary matters more than this extra
         log.warning("could not write the sweep's TensorBoard HParams columns: %s", e)
 
@@ -147,7 +147,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         self._unfinished = None
         rows = summary.update(sweep_dir, finished=True)
-        _write_sweep_experiment(config, sweep_dir)
+        _write_sweep_experiment(config, sweep_dir, summary.varying_keys(rows))
         # stdout, not the log: with the basic launcher the log file handler still points
         # into the last job's directory.
         print(summary.report(rows, sweep_dir), file=sys.stdout, flush=True)

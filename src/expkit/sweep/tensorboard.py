@@ -7,7 +7,7 @@ one that raised never gets there, so the sweep callback records its session here
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from expkit.loggers.tensorboard import FINAL_SUFFIX, _hparam_value, final_writer
 
@@ -30,13 +30,15 @@ def record_failed_session(tb_dir: Path, params: Mapping[str, Any]) -> None:
         writer.close()
 
 
-def write_sweep_experiment(sweep_dir: Path) -> bool:
+def write_sweep_experiment(sweep_dir: Path, swept: Sequence[str] = ()) -> bool:
     """One HParams experiment at the sweep's root naming every job's columns.
 
     TensorBoard takes the first experiment summary it finds under a logdir (the root's comes
     first) for all runs, so without this one ``tensorboard --logdir <sweep dir>`` would show
     only the keys of whichever job it read first. The union of the jobs' hyperparameters and
     metrics (in the first job's order: the optimized metric first), replaced at each sweep end.
+    ``swept``: the hyperparameters the sweep changes, marked ``differs``: TensorBoard lists
+    those first (then by name), and its table shows only the first few until more are ticked.
     """
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -58,6 +60,9 @@ def write_sweep_experiment(sweep_dir: Path) -> bool:
                     metric_infos.setdefault(info.name.tag, info)
     if not hparam_infos:
         return False
+    for name in swept:
+        if name in hparam_infos:
+            hparam_infos[name].differs = True
     experiment = api_pb2.Experiment(hparam_infos=list(hparam_infos.values()), metric_infos=list(metric_infos.values()))
     content = plugin_data_pb2.HParamsPluginData(version=metadata.PLUGIN_DATA_VERSION, experiment=experiment)
     plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString())
