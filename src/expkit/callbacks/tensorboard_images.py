@@ -9,6 +9,10 @@ Each is switched by this callback's own options (``conf/callbacks/default.yaml``
 pictures are drawn by matplotlib in a worker process (``expkit.loggers.plots``), off the
 training process, and only as often as keeps that worker under ``PICTURE_BUDGET`` of fit's
 time: a short run gets the last validation's pictures, a long one pictures along the way.
+Whether a validation is drawn is decided when it starts (rank 0 decides for all ranks), so
+the validations that are not drawn collect nothing either: the last planned one (last
+epoch, or ``max_steps`` reached) always is; a run that early stopping ends shows the latest
+validation that was drawn.
 ``confusion_image`` and ``predictions_grid`` draw plain-torch versions.
 """
 from __future__ import annotations
@@ -34,6 +38,7 @@ MATRIX_PIXELS = 400  # ... and fewer when there are many classes, so the image s
 MIN_IMAGE_PIXELS = 32  # small inputs (8x8 digits) are enlarged to at least this
 PICTURE_BUDGET = 0.02  # the picture worker's share of fit's time, at most (it competes for the CPUs)
 WORKER_START_SECONDS = 1.5  # its start-up (Python, numpy, matplotlib), counted before it first runs
+NOW, AT_FIT_END = "now", "at fit end"  # when a validation's pictures are sent to the worker
 
 
 class TensorBoardImages(Callback, Configurable):
@@ -51,6 +56,7 @@ class TensorBoardImages(Callback, Configurable):
         self._classes = self.num_classes  # null: the model's output width, seen in the first batch
         self._worker: Any = None  # expkit.loggers.plots.PictureWorker, started with the first picture
         self._deferred: list[tuple] = []  # the latest validation's picture requests, not sent yet
+        self._drawing: str | None = NOW  # this validation's pictures: NOW, AT_FIT_END or None (decided at its start)
         self._fit_started = time.perf_counter()
 
     # ------------------------------------------------------------------ hooks
@@ -62,8 +68,20 @@ class TensorBoardImages(Callback, Configurable):
 
     def on_validation_start(self, trainer: Any, task: Any) -> None:
         self._labels, self._preds, self._right, self._wrong, self._scatter = [], [], [], [], []
+        self._drawing = self._plan(trainer)
+
+    def _plan(self, trainer: Any) -> str | None:
+        """Outside fit: NOW. In fit: NOW when the budget allows, else AT_FIT_END for the last
+        planned validation (last epoch, or max_steps reached), else None (nothing collected)."""
+        if not trainer.fitting or trainer.logger is None:
+            return NOW
+        last = trainer.epoch >= trainer.max_epochs - 1 or (trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps)
+        plan = NOW if self._within_budget() else AT_FIT_END if last else None
+        return dist.broadcast_object(plan) if dist.is_distributed() else plan  # the same on every rank
 
     def on_validation_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
+        if not self._drawing:
+            return
         preds = result.outputs.get("preds")
         if self._flag(trainer, "log_scatter", task) and dist.is_rank_zero() and "targets" in result.outputs:
             self._scatter.append((result.outputs["targets"].detach().cpu(), preds.detach().cpu()))
@@ -87,8 +105,10 @@ class TensorBoardImages(Callback, Configurable):
         self._fit_started = time.perf_counter()
 
     def on_validation_end(self, trainer: Any, task: Any) -> None:
-        """This validation's pictures: drawn now if the picture budget allows, else kept until a
-        later validation replaces them or fit ends (the last validation's are always drawn)."""
+        """This validation's pictures, if it collected them (``_plan``): sent to the worker now,
+        or kept until fit ends (a later drawn validation replaces them)."""
+        if not self._drawing:
+            return
         step, requests = trainer.global_step, []
         # Under DDP every rank joins the reduction, also one whose shard was empty.
         if self._flag(trainer, "log_confusion_matrix", task) and (self._labels or dist.is_distributed()):
@@ -111,7 +131,7 @@ class TensorBoardImages(Callback, Configurable):
         self._labels, self._preds, self._right, self._wrong, self._scatter = [], [], [], [], []
         if requests:
             self._deferred = requests
-            if not trainer.fitting or self._within_budget():
+            if self._drawing == NOW:
                 self._send(trainer)
 
     def on_fit_end(self, trainer: Any, task: Any) -> None:

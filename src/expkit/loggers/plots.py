@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import os
 import pickle
 import subprocess
 import sys
@@ -108,6 +109,14 @@ def predictions_png(images: np.ndarray, labels: Sequence[int], preds: Sequence[i
 DRAWINGS: dict[str, Callable[..., tuple[bytes, int, int]]] = {"confusion": confusion_png,
                                                               "predictions": predictions_png}
 SUFFIX = ".pictures"  # the worker's own event file in the run
+PRIORITY = 10  # the worker's niceness: on a busy machine its drawing yields to training
+_running: set["PictureWorker"] = set()
+
+
+def wait_for_pictures() -> None:
+    """Wait until every worker of this process has written its pictures (and exited)."""
+    for worker in list(_running):
+        worker.finish()
 
 
 class PictureWorker:
@@ -131,6 +140,7 @@ class PictureWorker:
         self._proc = subprocess.Popen([sys.executable, "-m", "expkit.loggers.plots", save_dir, str(int(after_existing))],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True, name="expkit-pictures").start()
+        _running.add(self)
         atexit.register(self.finish)
 
     @property
@@ -165,11 +175,14 @@ class PictureWorker:
         """Close and wait until every picture is written (at interpreter exit)."""
         self.close()
         self._proc.wait()
+        _running.discard(self)
 
 
 def _serve(save_dir: str, after_existing: bool) -> None:
     """The worker's loop: draw each request, write it as an image event, answer in order."""
     started = time.perf_counter()
+    if hasattr(os, "nice"):
+        os.nice(PRIORITY)
     import matplotlib
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
