@@ -1,7 +1,8 @@
 """Samples/s of the 784-wide MLP and the small CNN on 1 and 2 CPU ranks (gloo), with the
 default intra-op threads (``trainer.num_threads: null``: cores / ranks on the machine)
 against the same run with the threads set by hand, each count from 1 to the machine's
-cores; the default should be within 10% of the best.
+cores; the default should be within 10% of the best. Every setting runs ``--reps`` times,
+interleaved; the table has medians.
 
     python benchmarks/ddp_scaling.py --scale 0.25
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.25, help="fraction of train_throughput.py's epochs")
     parser.add_argument("--workloads", default="synthetic784-mlp,digits-cnn")
     parser.add_argument("--ranks", default="1,2")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of every setting (median)")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])  # for the workers
     sys.path.insert(0, str(HERE))
@@ -69,8 +72,13 @@ def main() -> None:
     for key in args.workloads.split(","):
         for ranks in (int(r) for r in args.ranks.split(",")):
             measure(key, args.scale, ranks, 1)  # warm-up: first-call costs in this process
-            default = measure(key, args.scale, ranks, None)
-            by_hand = {n: measure(key, args.scale, ranks, n) for n in range(1, cores + 1)}
+            settings: list[int | None] = [None, *range(1, cores + 1)]  # None: the default
+            runs: dict[int | None, list[float]] = {s: [] for s in settings}
+            for rep in range(args.reps):  # interleaved and rotated: drifting load hits every setting alike
+                for s in settings[rep % len(settings):] + settings[:rep % len(settings)]:
+                    runs[s].append(measure(key, args.scale, ranks, s))
+            default = statistics.median(runs[None])
+            by_hand = {n: statistics.median(runs[n]) for n in range(1, cores + 1)}
             best = max(by_hand, key=by_hand.get)
             print(f"| {key} | {ranks} | {default:,.0f} | {by_hand[best]:,.0f} ({best}) | "
                   f"{default / by_hand[best]:.2f} |", flush=True)
