@@ -11,6 +11,7 @@ every rank calls these functions; only rank 0 gets the tensors (``cpu_offload``)
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any, Iterator
 
 import torch
@@ -61,9 +62,9 @@ def shard(model: nn.Module, precision: str, device: torch.device) -> None:
 
 
 def is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(unwrap_model(model), FSDPModule)
+    """Without ``shard`` having run, FSDP is not even imported (about 0.7 s): 1-process runs skip it."""
+    module = sys.modules.get("torch.distributed.fsdp")
+    return module is not None and isinstance(unwrap_model(model), module.FSDPModule)
 
 
 def _full() -> Any:
