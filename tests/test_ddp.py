@@ -271,7 +271,7 @@ def test_slurm_tasks_without_ddp_are_refused_with_one_line(tmp_path):
         assert task.returncode == 2, task.stderr[-3000:]
         assert task.stderr.strip().splitlines()[-1].endswith(
             "error: trainer.strategy='auto': this process is one of WORLD_SIZE=2 started by SLURM (tasks of one "
-            "step); use trainer=ddp (or a single task)")
+            "step); use trainer=ddp or trainer=fsdp (or a single task)")
 
 
 def test_failing_rank_stops_the_job_with_its_error(tmp_path):

@@ -16,6 +16,8 @@ import torch
 from expkit.callbacks.options import EMAOptions
 from expkit.engine.callback import Callback
 from expkit.engine.checkpoint import unwrap_model
+from expkit.engine.fsdp import is_sharded
+from expkit.errors import ConfigError
 from expkit.options import Configurable
 
 
@@ -33,6 +35,9 @@ class EMA(Callback, Configurable):
         self._backup: list[torch.Tensor] | None = None
 
     def on_fit_start(self, trainer: Any, task: Any) -> None:
+        if is_sharded(task.model):  # the average would hold this rank's shards, not the model
+            raise ConfigError("callbacks.ema with trainer.strategy=fsdp: the EMA keeps whole weights, FSDP only "
+                              "shards; use trainer.strategy=ddp or auto with EMA, or callbacks without ema")
         # Moving itself to the front keeps the hook loop that calls this in step: every callback
         # after it stays at its index.
         trainer.callbacks.remove(self)

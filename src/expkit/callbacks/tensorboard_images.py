@@ -182,7 +182,11 @@ class TensorBoardImages(Callback, Configurable):
     def _log_graph(self, trainer: Any, task: Any, batch: Any) -> None:
         """Trace the plain model on two samples; a model that cannot be traced only costs a warning."""
         from expkit.engine.checkpoint import unwrap_model
+        from expkit.engine.fsdp import is_sharded
 
+        if is_sharded(task.model):  # tracing on rank 0 alone would wait for the others' shards forever
+            log.info("model graph not logged: the model is sharded (trainer.strategy=fsdp)")
+            return
         example = task.example_input(batch)
         try:
             with warnings.catch_warnings():  # torch.jit.trace's deprecation notice is not the user's concern

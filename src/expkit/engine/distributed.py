@@ -79,7 +79,7 @@ def collective_timeout_s() -> float:
     return float(os.environ.get(TIMEOUT_ENV, DEFAULT_COLLECTIVE_TIMEOUT_S))
 
 
-def init_from_env(device: torch.device, timeout_s: float | None = None) -> None:
+def init_from_env(device: torch.device, strategy: str = "ddp", timeout_s: float | None = None) -> None:
     """Join the process group torchrun / elastic_launch described in the environment;
     collectives fail after ``timeout_s`` (default: ``collective_timeout_s()``)."""
     if is_distributed():
@@ -87,8 +87,9 @@ def init_from_env(device: torch.device, timeout_s: float | None = None) -> None:
     timeout_s = collective_timeout_s() if timeout_s is None else timeout_s
     if not launched_by_torchrun():
         raise RuntimeError(
-            "trainer.strategy=ddp needs workers started by torch's launcher: use "
-            "`python train.py trainer=ddp trainer.devices=N` or `torchrun --nproc_per_node=N train.py trainer=ddp`")
+            f"trainer.strategy={strategy} needs workers started by torch's launcher: use "
+            f"`python train.py trainer={strategy} trainer.devices=N` or "
+            f"`torchrun --nproc_per_node=N train.py trainer={strategy}`")
     if device.type == "cuda":
         torch.cuda.set_device(local_rank())
     timeout = datetime.timedelta(seconds=timeout_s)

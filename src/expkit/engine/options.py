@@ -7,6 +7,8 @@ from typing import Any, Optional
 from expkit.options import LIMIT, Options, Rule, integer, number, one_of, option, optional
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+#: The strategies that run one process per device, started by a launcher (spawn, torchrun, SLURM).
+DISTRIBUTED = ("ddp", "fsdp")
 
 
 @dataclass
@@ -14,8 +16,8 @@ class TrainerOptions(Options):
     max_epochs: int = option(10, integer(1))
     max_steps: int = option(-1, Rule(lambda v: v == -1 or integer(1).test(v), "must be -1 (no limit) or an integer >= 1"))
     accelerator: str = option("auto", one_of("auto", "cpu", "cuda", "mps"), "auto: cuda, then mps, then cpu")
-    devices: int = option(1, integer(1), "processes to train on (with strategy=ddp)")
-    strategy: str = option("auto", one_of("auto", "ddp"))
+    devices: int = option(1, integer(1), "processes to train on (with strategy=ddp or fsdp)")
+    strategy: str = option("auto", one_of("auto", *DISTRIBUTED), "ddp: replicas; fsdp: sharded (FSDP2)")
     precision: str = option("32", Rule(lambda v: str(v) in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
                             "16-mixed uses a GradScaler")
     accumulate_grad_batches: int = option(1, integer(1))

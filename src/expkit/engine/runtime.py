@@ -1,4 +1,4 @@
-"""Where and how the math runs: device, threads, precision, DDP and torch.compile. The trainer
+"""Where and how the math runs: device, threads, precision, DDP/FSDP and torch.compile. The trainer
 asks it for autocast, a GradScaler-aware backward and a clipped optimizer step, so it never
 branches on precision or strategy itself."""
 from __future__ import annotations
@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from expkit.engine import distributed as dist
+from expkit.engine import fsdp
 from expkit.engine.loaders import move_to
+from expkit.engine.options import DISTRIBUTED
 from expkit.engine.seed import set_deterministic
 from expkit.engine.threads import default_threads
 from expkit.errors import ConfigError
@@ -30,7 +32,7 @@ def select_device(accelerator: str, strategy: str) -> torch.device:
     if accelerator == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("trainer.accelerator='cuda': no CUDA device is available")
-        return torch.device("cuda", dist.local_rank() if strategy == "ddp" else 0)
+        return torch.device("cuda", dist.local_rank() if strategy in DISTRIBUTED else 0)
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.accelerator='mps': MPS is not available")
     return torch.device(accelerator)
@@ -59,25 +61,29 @@ class Runtime:
             torch.set_float32_matmul_precision(opts.matmul_precision)
         torch.backends.cudnn.benchmark = opts.cudnn_benchmark and not opts.deterministic
         self.device = select_device(opts.accelerator, opts.strategy)
-        if opts.strategy == "ddp":
-            dist.init_from_env(self.device)
+        if opts.strategy in DISTRIBUTED:
+            dist.init_from_env(self.device, opts.strategy)
         if str(opts.precision) == "16-mixed":
             self.scaler = torch.amp.GradScaler(self.device.type)
         task.to(self.device)
         if opts.channels_last:
             task.to(memory_format=torch.channels_last)
+        if opts.strategy == "fsdp":  # in place, before the task builds its optimizer over the shards
+            fsdp.shard(task.model, str(opts.precision), self.device)
 
     @contextlib.contextmanager
     def wrapped(self, task: Any) -> Iterator[None]:
-        """DDP and torch.compile wrap ``task.model`` while training; the plain module comes back after."""
+        """DDP and torch.compile wrap ``task.model`` while training; the plain module comes back after
+        (FSDP sharded it in ``setup`` already: it stays sharded)."""
         plain = task.model
         model = plain
-        if dist.is_distributed():
+        ddp = dist.is_distributed() and self.opts.strategy != "fsdp"
+        if ddp:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.opts.compile:
             model = torch.compile(model)
-        task.model, self.is_ddp = model, dist.is_distributed()
+        task.model, self.is_ddp = model, ddp
         try:
             yield
         finally:
@@ -90,9 +96,17 @@ class Runtime:
         dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def gathered(self, task: Any) -> contextlib.AbstractContextManager:
+        """Evaluation: FSDP gathers the full parameters once (see ``fsdp.gathered``)."""
+        return fsdp.gathered(task.model)
+
     def no_sync(self, task: Any, syncing: bool) -> contextlib.AbstractContextManager:
-        """DDP skips the gradient all-reduce on micro-batches that do not end an accumulation cycle."""
-        return task.model.no_sync() if self.is_ddp and not syncing else _NOTHING
+        """DDP skips the gradient all-reduce (FSDP the reduce-scatter) on micro-batches that do not end
+        an accumulation cycle."""
+        if syncing:
+            return _NOTHING
+        return task.model.no_sync() if self.is_ddp else fsdp.no_sync(task.model) if fsdp.is_sharded(task.model) \
+            else _NOTHING
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()

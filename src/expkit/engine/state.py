@@ -18,6 +18,7 @@ import torch
 import expkit
 from expkit.engine import checkpoint as ckpt
 from expkit.engine import distributed as dist
+from expkit.engine import fsdp
 from expkit.errors import CheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,12 +31,13 @@ RESUME_KEYS = ("optimizer", "loop", "rng", "data")
 
 
 def capture(trainer: "Trainer") -> dict[str, Any]:
-    """The whole training state (every rank builds it: RNG and loader calls stay in step)."""
+    """The whole training state (every rank builds it: RNG and loader calls stay in step, and a
+    sharded model and optimizer are gathered, a collective; off rank 0 they are then empty)."""
     return {
         "format": ckpt.FORMAT,
         "format_version": ckpt.FORMAT_VERSION,
-        "model": ckpt.unwrap_model(trainer.task.model).state_dict(),
-        "optimizer": trainer.optimizer.state_dict() if trainer.optimizer is not None else None,
+        "model": fsdp.model_state(trainer.task.model),
+        "optimizer": fsdp.optimizer_state(trainer.task.model, trainer.optimizer) if trainer.optimizer is not None else None,
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "grad_scaler": trainer.runtime.scaler.state_dict() if trainer.runtime.scaler is not None else None,
         "loop": {"epoch": trainer.epoch, "global_step": trainer.global_step,
@@ -54,10 +56,9 @@ def capture(trainer: "Trainer") -> dict[str, Any]:
 
 
 def _put_weights(model: torch.nn.Module, weights: dict[str, Any], path: str | Path) -> None:
-    """Put ``weights`` into the plain ``model``, refusing ones that do not fit."""
-    model = ckpt.unwrap_model(model)
-    ckpt.compare_shapes(model.state_dict(), weights, str(path))
-    model.load_state_dict(weights)
+    """Put ``weights`` into the plain (or sharded) ``model``, refusing ones that do not fit."""
+    ckpt.compare_shapes(ckpt.unwrap_model(model).state_dict(), weights, str(path))  # DTensor shapes are global
+    fsdp.load_model_state(model, weights)
 
 
 def evaluation_weights(state: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -73,7 +74,7 @@ def save(trainer: "Trainer", path: str | os.PathLike, *copies: str | os.PathLike
          on_saved: Callable[[Path], None] | None = None) -> str:
     """Write the state (rank 0 only) unless the weights are not finite; ``copies`` are more paths
     for the same bytes (serialized once: best.ckpt and last.ckpt)."""
-    trainer.guard.check_weights(ckpt.unwrap_model(trainer.task.model).state_dict().values(),
+    trainer.guard.check_weights(fsdp.weights_to_check(trainer.task.model),
                                 f"after step {trainer.global_step} (epoch {trainer.epoch}); {path} was not written",
                                 trainer.last_checkpoint_path)
     snapshot = capture(trainer)  # every rank builds it: RNG and loader calls stay in step
@@ -102,7 +103,7 @@ def restore(trainer: "Trainer", state: dict[str, Any], path: str | Path) -> None
             raise CheckpointError(f"checkpoint {path}: has no '{key}' entry, so training cannot resume "
                                   "from it (weights-only file?)")
     _put_weights(trainer.task.model, state["model"], path)
-    trainer.optimizer.load_state_dict(state["optimizer"])
+    fsdp.load_optimizer_state(trainer.task.model, trainer.optimizer, state["optimizer"])
     if trainer.scheduler is not None and state.get("scheduler") is not None:
         trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.runtime.scaler is not None and state.get("grad_scaler") is not None:

@@ -235,13 +235,14 @@ class Trainer(Configurable):
         metrics = MeanAccumulator()
         step = task.validation_step if stage == "val" else task.test_step
         batches = zip(range(limit), loader) if limit is not None else enumerate(loader)
-        for batch_idx, batch in batches:
-            batch = self.runtime.to_device(batch)
-            with self.runtime.autocast():
-                result = step(batch)
-            metrics.update(result.metrics, result.batch_size)
-            if hooks and stage == "val":
-                self._call("on_validation_batch_end", result, batch, batch_idx)
+        with self.runtime.gathered(task):  # FSDP: ranks may run different numbers of batches
+            for batch_idx, batch in batches:
+                batch = self.runtime.to_device(batch)
+                with self.runtime.autocast():
+                    result = step(batch)
+                metrics.update(result.metrics, result.batch_size)
+                if hooks and stage == "val":
+                    self._call("on_validation_batch_end", result, batch, batch_idx)
         values = {f"{stage}/{k}": v for k, v in with_derived(task, metrics.compute()).items()}
         if hooks:
             self.log_metrics(values)

@@ -1,4 +1,4 @@
-"""``python train.py trainer=ddp``: the composed run starts its own DDP workers.
+"""``python train.py trainer=ddp`` (or ``trainer=fsdp``): the composed run starts its own workers.
 
 Hydra composes once, in the parent, which owns the run directory. The parent starts
 ``trainer.devices`` workers through torch's elastic launcher (the engine behind
@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from expkit.config import ConfigError
 from expkit.engine import distributed as dist
+from expkit.engine.options import DISTRIBUTED
 from expkit.exit_codes import EXIT_FAILED, EXIT_PREEMPTED, exit_code_for
 from expkit.logging_setup import quiet_other_ranks
 
@@ -44,17 +45,17 @@ class WorkerFailed(RuntimeError):
 
 
 def should_launch(cfg: Any) -> bool:
-    """DDP asked for, and we are not already a worker (of this launcher or of torchrun)."""
-    return cfg.trainer.get("strategy") == "ddp" and not dist.launched_by_torchrun()
+    """DDP or FSDP asked for, and we are not already a worker (of this launcher or of torchrun)."""
+    return cfg.trainer.get("strategy") in DISTRIBUTED and not dist.launched_by_torchrun()
 
 
 def check_torchrun_world(cfg: Any) -> None:
-    """Several torchrun processes without DDP would each train alone on all the data."""
+    """Several torchrun processes without DDP/FSDP would each train alone on all the data."""
     world = dist.torchrun_world_size()
-    if world > 1 and cfg.trainer.get("strategy") != "ddp":
+    if world > 1 and cfg.trainer.get("strategy") not in DISTRIBUTED:
         starter = "SLURM (tasks of one step)" if os.environ.get("EXPKIT_SLURM_RANKS") else "torchrun"
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')!r}: this process is one of "
-                          f"WORLD_SIZE={world} started by {starter}; use trainer=ddp (or a single task)")
+                          f"WORLD_SIZE={world} started by {starter}; use trainer=ddp or trainer=fsdp (or a single task)")
 
 
 def num_workers(cfg: Any) -> int:
@@ -62,13 +63,14 @@ def num_workers(cfg: Any) -> int:
     import torch
 
     devices, accelerator = int(cfg.trainer.devices), cfg.trainer.get("accelerator", "auto")
+    strategy = cfg.trainer.get("strategy")
     tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1"))
     if tasks > 1:  # each SLURM task would start its own separate DDP job on its node
-        raise ConfigError(f"trainer.strategy=ddp in a SLURM step of {tasks} tasks: this launcher starts the "
+        raise ConfigError(f"trainer.strategy={strategy} in a SLURM step of {tasks} tasks: this launcher starts the "
                           "workers of one node; use one task per job (submitit: nodes=1, tasks_per_node=1) or, "
                           "for several nodes, one task per node running torchrun (see the README)")
     if accelerator == "mps":
-        raise ConfigError("trainer.accelerator='mps' with trainer.strategy=ddp: MPS has no distributed "
+        raise ConfigError(f"trainer.accelerator='mps' with trainer.strategy={strategy}: MPS has no distributed "
                           "backend; use trainer.accelerator=cpu")
     uses_cuda = accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available())
     if uses_cuda and devices > torch.cuda.device_count():
@@ -87,7 +89,7 @@ def launch(cfg: Any, work: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
 
     nprocs = num_workers(cfg)
     hydra_cfg = HydraConfig.instance().cfg if HydraConfig.initialized() else None
-    log.info("starting %d DDP workers (rank 0 logs here)", nprocs)
+    log.info("starting %d %s workers (rank 0 logs here)", nprocs, str(cfg.trainer.strategy).upper())
     results = run_workers(_worker, nprocs, (Importable(work), to_plain(cfg), plain_hydra(hydra_cfg)),
                           checkpoints=checkpoint_folder(cfg, run_dir()))
     return results[0]
