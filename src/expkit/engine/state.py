@@ -123,5 +123,6 @@ def restore(trainer: "Trainer", state: dict[str, Any], path: str | Path) -> None
         if callback.state_key in saved:
             callback.load_state_dict(saved[callback.state_key])
     ckpt.restore_rng(state["rng"])
+    trainer.last_checkpoint_path = str(path)  # the last good checkpoint, until this run saves one
     log.info("resumed from %s at epoch %d, step %d%s", path, trainer.epoch, trainer.global_step,
              "" if trainer.epoch_finished else f" (batch {trainer.train_loader.position} of the epoch)")

@@ -90,7 +90,6 @@ class Trainer(Configurable):
             log.info("%s", batches)
         if ckpt_path is not None:
             state.restore(self, ckpt.load(ckpt_path, map_location=self.device), ckpt_path)
-            self.last_checkpoint_path = str(ckpt_path)
         self.guard = NonFiniteGuard()
         if self.logger is not None and dist.is_rank_zero():
             self.logger.start(self.global_step, resumed=ckpt_path is not None)
