@@ -29,6 +29,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from expkit.config.stored import SIZES_KEY, check_resume_config, read_stored_config
     from expkit.engine import seed_everything
     from expkit.report import RunReport, log_lines
+    from expkit.sweep.objective import was_pruned
 
     ckpt_path = resolve_ckpt_path(cfg, run_dir())
     stored = read_stored_config(ckpt_path) if ckpt_path is not None else None
@@ -46,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     trainer.fit(task, datamodule, ckpt_path=ckpt_path, config=config)
     metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k and not k.endswith("_step")}
-    if cfg.test:
+    if cfg.test and not was_pruned(metrics):  # a pruned trial's test score would only cost time
         metrics.update(trainer.test(task, datamodule, ckpt_path="best"))
     metrics["best_epoch"] = trainer.best_epoch  # from its checkpoint callback (None without one)
     log_lines(report.table(trainer, metrics, run_dir()))

@@ -65,6 +65,7 @@ def assert_search(sweep_dir: Path, n_trials: int, max_epochs: int = 3) -> list[d
         if row["status"] == "pruned":  # at its last validation, when parallel trials finished in that order
             assert epochs <= max_epochs and trial["user_attrs"]["pruned_at_epoch"] == epochs - 1
             assert row["trial/pruned"] == "1.0"
+            assert not any(k.startswith("test/") for k in read_json(job / "metrics.json"))  # no test for it
         else:
             assert epochs == max_epochs and row["trial/pruned"] == "0.0"
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
