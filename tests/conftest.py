@@ -45,6 +45,13 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def assert_same_metrics(metrics: dict, expected: dict) -> None:
+    """The same keys, and the same values to 1e-5."""
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
+
+
 #: Small, fast settings for subprocess runs.
 FAST = ("trainer.max_epochs=1", "trainer.num_sanity_val_steps=0")
 

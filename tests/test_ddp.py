@@ -18,7 +18,7 @@ import torch
 
 import ddp_helpers
 from expkit.engine.threads import cores_given
-from conftest import FAST, ROOT, read_json, read_scalars, train
+from conftest import FAST, ROOT, assert_same_metrics, read_json, read_scalars, train
 
 pytestmark = pytest.mark.slow
 
@@ -136,12 +136,6 @@ def test_python_launch_leaves_one_complete_run_dir(tmp_path, single_process_run)
     if "OMP_NUM_THREADS" not in os.environ:  # 2 ranks share the cores of this machine
         cores = cores_given()
         assert f"intra-op threads per process: {max(1, cores // 2)} ({cores} core(s) / 2 rank(s)" in log
-
-
-def assert_same_metrics(metrics: dict, single: dict) -> None:
-    assert metrics.keys() == single.keys()
-    for key, value in single.items():
-        assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
