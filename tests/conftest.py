@@ -52,6 +52,15 @@ def assert_same_metrics(metrics: dict, expected: dict) -> None:
         assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
 
 
+def free_port() -> int:
+    """A TCP port free on this machine now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
 #: Small, fast settings for subprocess runs.
 FAST = ("trainer.max_epochs=1", "trainer.num_sanity_val_steps=0")
 

@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from conftest import free_port
+
 PARTITION = "expkit"
 #: What the node offers; submitit's ``mem_gb`` must stay below it.
 REAL_MEMORY_MB = 2048
@@ -43,12 +45,6 @@ def install_packages() -> None:
             raise ClusterUnavailable(f"apt-get install slurm-wlm munge failed (exit {proc.returncode}): {tail}")
     if not shutil.which("slurmctld"):
         raise ClusterUnavailable("apt-get installed slurm-wlm, yet slurmctld is not on PATH")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def slurm_conf(folder: Path, host: str, cpus: int, ctld_port: int, slurmd_port: int, munge_socket: Path) -> str:

@@ -18,7 +18,7 @@ import torch
 
 import ddp_helpers
 from expkit.engine.threads import cores_given
-from conftest import FAST, ROOT, assert_same_metrics, read_json, read_scalars, train
+from conftest import FAST, ROOT, assert_same_metrics, free_port, read_json, read_scalars, train
 
 pytestmark = pytest.mark.slow
 
@@ -162,14 +162,6 @@ def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = assert_complete_run_dir(only_run_dir(tmp_path))
     assert_same_metrics(metrics, single_process_run)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def torchrun_agents(nodes: int, *args: str, overrides: tuple[str, ...], env: dict[str, str],
