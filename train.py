@@ -28,6 +28,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from expkit.config.sizes import build_model
     from expkit.config.stored import SIZES_KEY, check_resume_config, read_stored_config
     from expkit.engine import seed_everything
+    from expkit.engine.metrics import STEP_ONLY_METRICS
     from expkit.report import RunReport, log_lines
     from expkit.sweep.objective import was_pruned
 
@@ -46,7 +47,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build(cfg.trainer, callbacks=[*callbacks, report], logger=logger)
 
     trainer.fit(task, datamodule, ckpt_path=ckpt_path, config=config)
-    metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k and not k.endswith("_step")}
+    metrics = {k: v for k, v in trainer.callback_metrics.items()  # final values, not per-step ones
+               if "/" in k and not k.endswith("_step") and k not in STEP_ONLY_METRICS}
     if cfg.test and not was_pruned(metrics):  # a pruned trial's test score would only cost time
         metrics.update(trainer.test(task, datamodule, ckpt_path="best"))
     metrics["best_epoch"] = trainer.best_epoch  # from its checkpoint callback (None without one)

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import torch
 
+from expkit.engine.metrics import STEP_ONLY_METRICS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
@@ -33,7 +35,7 @@ def train(*overrides: str, **kwargs: Any) -> subprocess.CompletedProcess:
 
 
 #: Scalars of wall time, which differ between any two runs: left out unless asked for.
-TIMING_TAGS = frozenset({"train/samples_per_s"})
+TIMING_TAGS = STEP_ONLY_METRICS  # (expkit.engine.metrics)
 
 
 def read_scalars(tb_dir: Path, timing: bool = False) -> dict[str, list[tuple[int, float]]]:
@@ -60,6 +62,22 @@ def job_dir(sweep_dir: Path, num: int) -> Path | None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def assert_same_metrics(metrics: dict, expected: dict) -> None:
+    """The same keys, and the same values to 1e-5."""
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
 
 
 #: Small, fast settings for subprocess runs.

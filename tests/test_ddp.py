@@ -18,7 +18,7 @@ import torch
 
 import ddp_helpers
 from expkit.engine.threads import cores_given
-from conftest import FAST, ROOT, job_dirs, read_json, read_scalars, train
+from conftest import FAST, ROOT, assert_same_metrics, free_port, job_dirs, read_json, read_scalars, train
 
 pytestmark = pytest.mark.slow
 
@@ -138,12 +138,6 @@ def test_python_launch_leaves_one_complete_run_dir(tmp_path, single_process_run)
         assert f"intra-op threads per process: {max(1, cores // 2)} ({cores} core(s) / 2 rank(s)" in log
 
 
-def assert_same_metrics(metrics: dict, single: dict) -> None:
-    assert metrics.keys() == single.keys()
-    for key, value in single.items():
-        assert metrics[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
-
-
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_ddp_under_a_sweep_launcher_gives_the_plain_run_metrics(tmp_path, single_process_run, launcher):
     # Their workers get the job's functions pickled by value from the launcher's __main__.
@@ -169,14 +163,6 @@ def test_torchrun_leaves_one_complete_run_dir(tmp_path, single_process_run):
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = assert_complete_run_dir(only_run_dir(tmp_path))
     assert_same_metrics(metrics, single_process_run)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def torchrun_agents(nodes: int, *args: str, overrides: tuple[str, ...], env: dict[str, str],

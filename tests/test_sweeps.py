@@ -264,4 +264,4 @@ def test_job_folder_names_stay_one_short_folder_inside_the_sweep():
     long = job_dir_name(12, ",".join(f"model.hidden_sizes{i}=[{i},{i}]" for i in range(10)))
     assert long.startswith("12_model.hidden_sizes0=") and long.endswith("~") and len(long) <= len("12_") + MAX_CHARS
     assert constant_keys(["model=mlp,cnn", "trainer.max_epochs=3", "optimizer.lr=range(1,3)", "+extra=1"]) == [
-        "trainer.max_epochs", "+extra"]
+        "trainer.max_epochs", "extra"]

@@ -25,10 +25,12 @@ class BrokenModel(torch.nn.Module):
 
 class HangAt(Callback):
     """Stops in ``hook`` (``on_fit_start``, ``on_train_batch_end``, ``on_test_end``) for ``seconds``
-    (under DDP on ``rank`` only, when given: a rank that stops answering)."""
+    (under DDP on ``rank`` only, when given: a rank that stops answering; in ``on_train_batch_end``
+    at training step ``step`` only, when given: a run that is still running, with a checkpoint)."""
 
-    def __init__(self, hook: str, marker: str, seconds: float = 60.0, rank: int | None = None) -> None:
-        self.hook, self.marker, self.seconds, self.rank = hook, Path(marker), seconds, rank
+    def __init__(self, hook: str, marker: str, seconds: float = 60.0, rank: int | None = None,
+                 step: int | None = None) -> None:
+        self.hook, self.marker, self.seconds, self.rank, self.step = hook, Path(marker), seconds, rank, step
 
     def _hang(self, hook: str) -> None:
         from expkit.engine import distributed as dist
@@ -43,7 +45,8 @@ class HangAt(Callback):
         self._hang("on_fit_start")
 
     def on_train_batch_end(self, trainer: Any, task: Any, result: Any, batch: Any, batch_idx: int) -> None:
-        self._hang("on_train_batch_end")
+        if self.step is None or trainer.global_step == self.step:
+            self._hang("on_train_batch_end")
 
     def on_test_end(self, trainer: Any, task: Any) -> None:
         self._hang("on_test_end")

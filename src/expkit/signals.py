@@ -35,10 +35,16 @@ class SignalStop(SystemExit):
         self.signal_name = signal_name
 
 
-def _handle(signum: int, frame: FrameType | None) -> None:
-    previous = _previous.get(signum)
+def hand_on(signum: int, previous: Any, frame: FrameType | None = None) -> None:
+    """Call ``previous``, the handler installed for ``signum`` before ours: a job runner's (submitit
+    requeues the job there, and exits). Python's own Ctrl-C handler is skipped: it would only raise
+    KeyboardInterrupt over the clean stop."""
     if callable(previous) and previous is not signal.default_int_handler:
-        previous(signum, frame)  # a job runner's own handler (submitit requeues the job there)
+        previous(signum, frame)
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    hand_on(signum, _previous.get(signum), frame)
     if signal.getsignal(signum) is not _handle:
         return  # handed on by the training loop's handler, which stops the run itself
     name = signal.Signals(signum).name

@@ -15,6 +15,10 @@ import torch
 from expkit.engine import distributed as dist
 
 
+#: Logged at step logs only and about that moment (wall time): no final value of a run.
+STEP_ONLY_METRICS = frozenset({"train/samples_per_s"})
+
+
 def with_derived(task: object, means: dict[str, float]) -> dict[str, float]:
     """``means`` and the task's metrics derived from them (``Task.derived_metrics``: ppl = exp(loss))."""
     derive = getattr(task, "derived_metrics", None)
@@ -169,7 +173,7 @@ class TrainMeters:
         now = time.perf_counter()
         rate = self._samples * dist.world_size() / (now - self._clock) if now > self._clock else 0.0
         self._clock, self._samples = now, 0
-        return {"train/samples_per_s": rate}
+        return {"train/samples_per_s": rate}  # in STEP_ONLY_METRICS
 
     def restart_epoch(self) -> None:
         self.epoch.reset()

@@ -14,6 +14,7 @@ import threading
 from types import FrameType
 
 from expkit.engine import distributed as dist
+from expkit.signals import hand_on
 
 from expkit.exit_codes import EXIT_PREEMPTED  # noqa: F401  (75; re-exported as expkit.engine.EXIT_PREEMPTED)
 
@@ -71,12 +72,10 @@ class PreemptionHandler:
 
     def forward(self) -> None:
         """Call the Python handler that was installed for the received signal before ours
-        (a job runner's: submitit requeues the job and exits). Python's own Ctrl-C handler
-        is skipped: it would only raise KeyboardInterrupt over the clean stop."""
+        (a job runner's: submitit requeues the job and exits)."""
         signum = getattr(signal, self.received or "", None)
-        previous = self._previous.get(signum) if signum is not None else None
-        if callable(previous) and previous is not signal.default_int_handler:
-            previous(signum, None)
+        if signum is not None:
+            hand_on(signum, self._previous.get(signum))
 
     def uninstall(self) -> None:
         for signum, previous in self._previous.items():

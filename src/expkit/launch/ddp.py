@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from expkit import signals
 from expkit.config import ConfigError
 from expkit.engine import distributed as dist
 from expkit.engine.options import DISTRIBUTED
@@ -166,7 +167,7 @@ def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = (),
         min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=uuid.uuid4().hex,
         rdzv_backend="c10d", rdzv_endpoint="localhost:0",  # torchrun --standalone: a store on a free port
         max_restarts=0, start_method="spawn", logs_specs=DefaultLogsSpecs(log_dir=logs),
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S, **_signals_option(LaunchConfig))
     quiet = logging.getLogger("torch.distributed.elastic")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # its banner and failure dumps would bury our one line (workers log their own)
@@ -177,13 +178,25 @@ def run_workers(fn: Callable[..., Any], nprocs: int, args: tuple = (),
     except ChildFailedError as e:
         raise _as_worker_failed(e, logs, nprocs) from None
     except SignalException as e:
-        # The launcher was signalled and passed the signal on; the workers have ended.
-        raise stopped_by_signal(e.sigval.name, logs, nprocs, checkpoints) from None
+        # The launcher was signalled and passed the signal on; the workers have ended (saved).
+        stop = stopped_by_signal(e.sigval.name, logs, nprocs, checkpoints)
+        signals.hand_on(e.sigval, handlers.get(e.sigval))  # only now: submitit requeues the job there, and exits
+        raise stop from None
     finally:
         for signum, handler in handlers.items():  # the launcher leaves its own handlers installed
             signal.signal(signum, handler)
         quiet.setLevel(level)
         shutil.rmtree(logs, ignore_errors=True)
+
+
+def _signals_option(launch_config: type) -> dict[str, str]:
+    """The launcher's signals to handle. Recent torch takes them from ``LaunchConfig.signals_to_handle``
+    (default SIGTERM,SIGINT,SIGHUP,SIGQUIT) and overwrites the environment variable older torch read;
+    without SIGUSR2 there, submitit's handler would requeue the job and exit before the workers saved."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(launch_config)}
+    return {"signals_to_handle": FORWARDED_SIGNALS} if "signals_to_handle" in fields else {}
 
 
 def stopped_by_signal(signal_name: str, logs: str, nprocs: int, checkpoints: Path | None) -> Exception:

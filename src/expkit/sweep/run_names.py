@@ -45,7 +45,7 @@ def constant_keys(task_overrides: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides=list(task_overrides))
-    return [o.get_key_element() for o in parsed if not o.is_sweep_override()]
+    return [o.key_or_group for o in parsed if not o.is_sweep_override()]  # what Hydra's exclude_keys match
 
 
 class NameRunsByOverrides(Callback):
