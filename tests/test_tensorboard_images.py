@@ -155,3 +155,22 @@ def test_the_confusion_matrix_tints_a_single_error_and_writes_the_counts():
     assert tuple(image.cmap.get_bad()[:3]) == (1.0, 1.0, 1.0)  # zeros are white
     png, width, height = confusion_png([[30, 1], [0, 29]], ["cat", "dog"])
     assert png[:4] == b"\x89PNG" and width <= 600
+
+
+def test_the_graph_traced_without_the_check_is_the_one_add_graph_writes(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard._pytorch_graph import graph
+
+    from expkit.loggers import TensorBoardLogger
+    from expkit.models import CNN
+
+    torch.manual_seed(0)
+    model, example = CNN((1, 8, 8), 10).eval(), torch.randn(2, 1, 8, 8)
+    logger = TensorBoardLogger(save_dir=str(tmp_path))
+    logger.log_model_graph(model, example)
+    logger.finalize()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    written, expected = events.Graph(), graph(model, example)[0]  # what SummaryWriter.add_graph(model) writes
+    assert [(n.name, n.op, list(n.input)) for n in written.node] == [(n.name, n.op, list(n.input)) for n in expected.node]
+    assert len(written.node) > 10 and model.training is False
