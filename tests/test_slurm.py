@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -88,14 +89,30 @@ def test_two_tasks_of_a_job_are_the_ranks_of_one_ddp_run(cluster, tmp_path):
     assert_same_metrics(read_json(run / "metrics.json"), read_json(tmp_path / "plain" / "metrics.json"))
 
 
+_submitted: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_launcher_left_behind() -> Any:
+    """A test that fails while a launcher waits on its job stops that launcher too."""
+    yield
+    while _submitted:
+        proc = _submitted.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def submit(cluster: SlurmCluster, root: Path, *overrides: str) -> subprocess.Popen:
     """A one-job sweep under launcher=slurm, in the background; it returns when the job has finished."""
     hang = ("+callbacks.hang._target_=user_components.HangAt", "+callbacks.hang.hook=on_train_batch_end",
             f"+callbacks.hang.marker={root / 'hang.marker'}", f"+callbacks.hang.seconds={HANG_S}",
             f"+callbacks.hang.step={STOP_STEP}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **job_env(cluster, root)}
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *LAUNCH, *LONG_RUN, *hang, *overrides],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *LAUNCH, *LONG_RUN, *hang, *overrides],
                             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _submitted.append(proc)
+    return proc
 
 
 def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
