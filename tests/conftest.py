@@ -34,19 +34,15 @@ def train(*overrides: str, **kwargs: Any) -> subprocess.CompletedProcess:
     return run_script("train.py", *overrides, **kwargs)
 
 
-#: Scalars of wall time, which differ between any two runs: left out unless asked for.
-TIMING_TAGS = STEP_ONLY_METRICS  # (expkit.engine.metrics)
-
-
 def read_scalars(tb_dir: Path, timing: bool = False) -> dict[str, list[tuple[int, float]]]:
     """Every scalar in a TensorBoard run directory, through TensorBoard's own reader
-    (``timing``: also ``TIMING_TAGS``, so runs can be compared bit for bit without them)."""
+    (``timing``: also the wall-time ``STEP_ONLY_METRICS``, so runs compare bit for bit without them)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
-            if timing or tag not in TIMING_TAGS}
+            if timing or tag not in STEP_ONLY_METRICS}
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:

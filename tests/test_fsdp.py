@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import fsdp_helpers
-from conftest import FAST, TIMING_TAGS, read_json, run_script, train
+from expkit.engine.metrics import STEP_ONLY_METRICS
+from conftest import FAST, read_json, run_script, train
 from test_ddp import WORKER_ENV, assert_same_metrics, assert_same_weights, only_run_dir
 
 
@@ -38,7 +39,7 @@ def runs(tmp_path_factory):
 def assert_same_epochs(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b) and all(x.keys() == y.keys() for x, y in zip(a, b))
     for x, y in zip(a, b):
-        for key in set(y) - TIMING_TAGS:  # wall-time scalars differ between any two runs
+        for key in set(y) - STEP_ONLY_METRICS:  # wall-time scalars differ between any two runs
             assert x[key] == pytest.approx(y[key], abs=1e-5), key
 
 
